@@ -1,0 +1,39 @@
+# Two commands for a fresh machine (Python 3.11 + pip):
+#   make run    executes every notebook, regenerates figures/ and the claims report
+#   make test   unit tests + every notebook under nbval
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+NBVAL_OPTS := --nbval --nbval-sanitize-with=notebooks/nbval_sanitize.cfg --nbval-cell-timeout=900
+
+.PHONY: run test unit notebooks claims install clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3
+	touch $@
+
+run: install
+	$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=3600 --ExecutePreprocessor.kernel_name=python3 $(NOTEBOOKS)
+	$(PY) -m lowrank_es claims --json figures/claims.json --md figures/claims.md
+
+test: install
+	$(PY) -m pytest -q tests $(NBVAL_OPTS) $(NOTEBOOKS)
+
+unit: install
+	$(PY) -m pytest -q tests
+
+notebooks: install
+	$(PY) -m pytest -q $(NBVAL_OPTS) $(NOTEBOOKS)
+
+claims: install
+	$(PY) -m lowrank_es claims --json figures/claims.json --md figures/claims.md
+
+clean:
+	rm -rf $(VENV)

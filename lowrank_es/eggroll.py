@@ -1,0 +1,368 @@
+"""EGGROLL: evolution strategies with low-rank matrix perturbations (arXiv:2511.16652).
+
+Member ``i`` of the population evaluates ``W + sigma * s_i * E_i`` for every matrix ``W``
+(shape ``(m, n)``, used as ``y = x @ W.T``), with ``E_i = A_i B_i^T / sqrt(r)``,
+``A_i ~ N(0, 1)^{m x r}``, ``B_i ~ N(0, 1)^{n x r}`` and ``s_i = ±1`` for antithetic pairs.
+Vectors and other leaves get ordinary Gaussian noise. ``rank=None`` is full-rank
+Gaussian ES (OpenES) behind the same API.
+
+Nothing per member is stored: member noise is regenerated from
+``(key, generation, pair, leaf)`` with ``jax.random.fold_in``.
+
+The forward pass never materialises ``E_i``: :func:`linear` computes
+``x @ W.T + sigma * s_i / sqrt(r) * (x @ B_i) @ A_i.T``; under ``vmap`` over members the
+``x @ W.T`` GEMM is shared when ``x`` is. The gradient estimate
+``g = 1 / (N sigma) sum_i f_i s_i E_i`` is one ``(m x P r) @ (P r x n)`` product over the
+``P`` noise draws, handed to an optax optimiser as ``-g`` (ascent on fitness).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+PyTree = Any
+
+FITNESS_SHAPINGS = ("centered_rank", "zscore", "raw")
+
+
+# ---------------------------------------------------------------------------
+# Per-leaf noise and the layers that consume it
+# ---------------------------------------------------------------------------
+
+
+class LowRank(NamedTuple):
+    """Low-rank noise of one matrix leaf: perturbation ``scale * A @ B.T``.
+
+    A: (m, r), B: (n, r); ``scale = sign * sigma / sqrt(r)``.
+    """
+
+    A: jax.Array
+    B: jax.Array
+    scale: jax.Array
+
+
+class Dense(NamedTuple):
+    """Full Gaussian noise of one leaf: perturbation ``scale * eps``, ``scale = sign * sigma``."""
+
+    eps: jax.Array
+    scale: jax.Array
+
+
+def _is_noise(x: Any) -> bool:
+    return isinstance(x, (LowRank, Dense))
+
+
+def perturbation(noise: LowRank | Dense) -> jax.Array:
+    """The materialised perturbation ``sigma * s * E`` of one leaf (reference path)."""
+    if isinstance(noise, LowRank):
+        return noise.scale * (noise.A @ noise.B.T)
+    return noise.scale * noise.eps
+
+
+def linear(x: jax.Array, W: jax.Array, noise: LowRank | Dense | None = None) -> jax.Array:
+    """``x @ (W + perturbation).T`` without materialising a low-rank perturbation.
+
+    x: (..., n), W: (m, n) -> (..., m).
+    """
+    if W.ndim != 2 or x.shape[-1] != W.shape[1]:
+        raise ValueError(f"linear: x of shape {x.shape} does not match W of shape {W.shape} (need x[..., n], W[m, n])")
+    y = x @ W.T
+    if noise is None:
+        return y
+    if isinstance(noise, LowRank):
+        # O(r (m + n)) extra per row instead of O(m n).
+        return y + noise.scale * ((x @ noise.B) @ noise.A.T)
+    return y + noise.scale * (x @ noise.eps.T)
+
+
+def embedding(tokens: jax.Array, table: jax.Array, noise: LowRank | Dense | None = None) -> jax.Array:
+    """Rows ``tokens`` of ``table + perturbation``. tokens: (...,) int, table: (V, d) -> (..., d)."""
+    rows = table[tokens]
+    if noise is None:
+        return rows
+    if isinstance(noise, LowRank):
+        return rows + noise.scale * (noise.A[tokens] @ noise.B.T)
+    return rows + noise.scale * noise.eps[tokens]
+
+
+def add(v: jax.Array, noise: LowRank | Dense | None = None) -> jax.Array:
+    """``v + perturbation`` for a vector leaf (biases, norms)."""
+    return v if noise is None else v + perturbation(noise)
+
+
+def materialise(params: PyTree, noise: PyTree | None) -> PyTree:
+    """``params + perturbation`` leaf by leaf (the naive-ES reference path)."""
+    if noise is None:
+        return params
+    return jax.tree_util.tree_map(lambda p, n: p + perturbation(n).astype(p.dtype), params, noise, is_leaf=None)
+
+
+# ---------------------------------------------------------------------------
+# The strategy
+# ---------------------------------------------------------------------------
+
+
+class ESState(NamedTuple):
+    """The whole state of a run: a pytree, so it jits, checkpoints and shards."""
+
+    params: PyTree  # the search distribution's mean
+    opt_state: optax.OptState
+    key: jax.Array  # base key; member noise is a pure function of (key, generation)
+    generation: jax.Array  # int32 scalar
+
+
+def centered_ranks(f: jax.Array) -> jax.Array:
+    """Ranks scaled to [-0.5, 0.5] (ties broken by position). f: (N,) -> (N,)."""
+    n = f.shape[0]
+    ranks = jnp.argsort(jnp.argsort(f))
+    return ranks.astype(f.dtype) / (n - 1) - 0.5
+
+
+def shape_fitness(f: jax.Array, method: str) -> jax.Array:
+    """Fitness shaping: ``centered_rank``, ``zscore`` or ``raw``. f: (N,) -> (N,)."""
+    if method == "centered_rank":
+        return centered_ranks(f)
+    if method == "zscore":
+        return (f - f.mean()) / (f.std() + 1e-8)
+    if method == "raw":
+        return f
+    raise ValueError(f"fitness_shaping must be one of {FITNESS_SHAPINGS}, got {method!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EGGROLL:
+    """Low-rank (``rank=r``) or full-rank (``rank=None``: OpenES) evolution strategy.
+
+    sigma: noise scale (> 0). population: N members (>= 2; even when antithetic).
+    optimizer: any optax transformation; it receives ``-g`` so it ascends the fitness.
+    clip_rank: if True, a matrix smaller than ``rank`` uses ``min(rank, m, n)``;
+    otherwise such a matrix is an error.
+    """
+
+    sigma: float
+    population: int
+    rank: int | None = 1
+    antithetic: bool = True
+    fitness_shaping: str = "centered_rank"
+    optimizer: optax.GradientTransformation = dataclasses.field(default_factory=lambda: optax.sgd(1e-2))
+    clip_rank: bool = False
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.sigma, (int, float)) and math.isfinite(self.sigma) and self.sigma > 0):
+            raise ValueError(f"sigma must be a finite number > 0, got {self.sigma!r}")
+        if not isinstance(self.population, int) or self.population < 2:
+            raise ValueError(f"population must be an integer >= 2, got {self.population!r}")
+        if self.antithetic and self.population % 2:
+            raise ValueError(f"population must be even with antithetic sampling, got {self.population}")
+        if self.rank is not None and (not isinstance(self.rank, int) or self.rank < 1):
+            raise ValueError(f"rank must be an integer >= 1 (or None for full-rank ES), got {self.rank!r}")
+        if self.fitness_shaping not in FITNESS_SHAPINGS:
+            raise ValueError(f"fitness_shaping must be one of {FITNESS_SHAPINGS}, got {self.fitness_shaping!r}")
+
+    # -- sizes --------------------------------------------------------------
+
+    @property
+    def num_pairs(self) -> int:
+        """Number of independent noise draws P (N/2 with antithetic sampling)."""
+        return self.population // 2 if self.antithetic else self.population
+
+    def leaf_rank(self, shape: tuple[int, ...]) -> int | None:
+        """Rank used for a leaf of this shape; None means dense Gaussian noise."""
+        if self.rank is None or len(shape) != 2:
+            return None
+        m, n = shape
+        if self.rank > min(m, n):
+            if self.clip_rank:
+                return min(m, n)
+            raise ValueError(
+                f"rank must be in [1, min(m, n)] = [1, {min(m, n)}] for a matrix of shape {shape}, got {self.rank}"
+                " (pass clip_rank=True to clip it per matrix)"
+            )
+        return self.rank
+
+    # -- state --------------------------------------------------------------
+
+    def init(self, key: jax.Array, params: PyTree) -> ESState:
+        """Start a run at mean ``params``; ``key`` seeds all noise of the run."""
+        leaves = jax.tree_util.tree_leaves(params)
+        if not leaves:
+            raise ValueError("params must contain at least one array")
+        for leaf in leaves:
+            if not jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating):
+                raise ValueError(f"params leaves must be floating point, got dtype {jnp.asarray(leaf).dtype}")
+            self.leaf_rank(jnp.shape(leaf))  # validates rank against every matrix
+        params = jax.tree_util.tree_map(jnp.asarray, params)
+        return ESState(params, self.optimizer.init(params), key, jnp.zeros((), jnp.int32))
+
+    # -- noise ----------------------------------------------------------------
+
+    def _pair_noise(self, key: jax.Array, generation: jax.Array, pair: jax.Array, params: PyTree, sign) -> PyTree:
+        k = jax.random.fold_in(jax.random.fold_in(key, generation), pair)
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        out = []
+        for j, leaf in enumerate(leaves):
+            kl = jax.random.fold_in(k, j)
+            r = self.leaf_rank(leaf.shape)
+            if r is None:
+                eps = jax.random.normal(kl, leaf.shape, leaf.dtype)
+                out.append(Dense(eps, jnp.asarray(sign * self.sigma, leaf.dtype)))
+            else:
+                ka, kb = jax.random.split(kl)
+                m, n = leaf.shape
+                A = jax.random.normal(ka, (m, r), leaf.dtype)
+                B = jax.random.normal(kb, (n, r), leaf.dtype)
+                out.append(LowRank(A, B, jnp.asarray(sign * self.sigma / math.sqrt(r), leaf.dtype)))
+        return jax.tree_util.tree_unflatten(treedef, out)
+
+    def member_noise(self, state: ESState, member: jax.Array) -> PyTree:
+        """Noise of one member (a pytree like ``params`` of :class:`LowRank`/:class:`Dense`)."""
+        member = jnp.asarray(member)
+        if self.antithetic:
+            pair, sign = member // 2, 1.0 - 2.0 * (member % 2)
+        else:
+            pair, sign = member, 1.0
+        return self._pair_noise(state.key, state.generation, pair, state.params, sign)
+
+    def member_params(self, state: ESState, member: jax.Array) -> PyTree:
+        """Materialised parameters of one member (reference path; avoid in hot loops)."""
+        return materialise(state.params, self.member_noise(state, member))
+
+    # -- evaluation -----------------------------------------------------------
+
+    def evaluate(
+        self,
+        state: ESState,
+        fitness_fn: Callable[[PyTree, PyTree, jax.Array], jax.Array],
+        *,
+        mesh: jax.sharding.Mesh | None = None,
+    ) -> jax.Array:
+        """Fitness of every member: ``fitness_fn(params, noise, member) -> scalar``, vmapped.
+
+        ``fitness_fn`` receives the *unperturbed* mean and the member's noise and should
+        use :func:`linear` / :func:`embedding` / :func:`add` so nothing is materialised.
+        Returns (N,).
+        """
+        members = self._members(mesh)
+        return jax.vmap(lambda i: fitness_fn(state.params, self.member_noise(state, i), i))(members)
+
+    def _members(self, mesh: jax.sharding.Mesh | None) -> jax.Array:
+        members = jnp.arange(self.population)
+        if mesh is not None:
+            members = jax.lax.with_sharding_constraint(members, population_sharding(mesh))
+        return members
+
+    # -- update -------------------------------------------------------------------
+
+    def gradient(self, state: ESState, fitness: jax.Array, *, mesh: jax.sharding.Mesh | None = None) -> PyTree:
+        """ES gradient estimate ``1 / (N sigma) sum_i shaped_f_i s_i E_i`` in factored form."""
+        w = shape_fitness(fitness, self.fitness_shaping)
+        if self.antithetic:
+            w = w[0::2] - w[1::2]  # the pair's two members carry +E and -E
+        pairs = jnp.arange(self.num_pairs)
+        if mesh is not None:
+            pairs = jax.lax.with_sharding_constraint(pairs, population_sharding(mesh))
+            w = jax.lax.with_sharding_constraint(w, population_sharding(mesh))
+        noise = jax.vmap(lambda p: self._pair_noise(state.key, state.generation, p, state.params, 1.0))(pairs)
+        denom = self.population * self.sigma
+
+        def leaf_grad(p: jax.Array, n: LowRank | Dense) -> jax.Array:
+            if isinstance(n, LowRank):
+                # (m x P r) @ (P r x n): one GEMM over all noise draws.
+                P, m, r = n.A.shape
+                Aw = (n.A * w[:, None, None].astype(n.A.dtype)).transpose(1, 0, 2).reshape(m, P * r)
+                Bf = n.B.transpose(1, 0, 2).reshape(p.shape[1], P * r)
+                return (Aw @ Bf.T) * (n.scale[0] / denom)
+            return jnp.tensordot(w.astype(n.eps.dtype), n.eps, axes=1) * (n.scale[0] / denom)
+
+        return jax.tree_util.tree_map(leaf_grad, state.params, noise)
+
+    def tell(
+        self, state: ESState, fitness: jax.Array, *, mesh: jax.sharding.Mesh | None = None
+    ) -> tuple[ESState, dict[str, jax.Array]]:
+        """Update the mean from the members' fitness (N,). Returns the new state and metrics."""
+        fitness = jnp.asarray(fitness)
+        if fitness.shape != (self.population,):
+            raise ValueError(f"fitness must have shape (population,) = ({self.population},), got {fitness.shape}")
+        if not isinstance(fitness, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(fitness))):
+            bad = np.flatnonzero(~np.isfinite(np.asarray(fitness)))
+            raise ValueError(f"fitness must be finite; non-finite values at members {bad[:10].tolist()}")
+        return _tell_jit(self, state, fitness, mesh)
+
+    def step(
+        self,
+        state: ESState,
+        fitness_fn: Callable[[PyTree, PyTree, jax.Array], jax.Array],
+        *,
+        mesh: jax.sharding.Mesh | None = None,
+    ) -> tuple[ESState, dict[str, jax.Array]]:
+        """One generation (evaluate + tell), pure and jittable. Non-finite fitness is
+        reported in ``metrics['nonfinite']`` and leaves the mean unchanged."""
+        fitness = self.evaluate(state, fitness_fn, mesh=mesh)
+        finite = jnp.all(jnp.isfinite(fitness))
+        new, metrics = _tell(self, state, jnp.where(jnp.isfinite(fitness), fitness, 0.0), mesh)
+        new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, state)
+        new = new._replace(generation=state.generation + 1)
+        return new, {**metrics, "nonfinite": ~finite}
+
+
+def _tell(es: EGGROLL, state: ESState, fitness: jax.Array, mesh) -> tuple[ESState, dict[str, jax.Array]]:
+    g = es.gradient(state, fitness, mesh=mesh)
+    updates, opt_state = es.optimizer.update(jax.tree_util.tree_map(jnp.negative, g), state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    gnorm = optax.global_norm(g)
+    metrics = {"fitness_mean": fitness.mean(), "fitness_max": fitness.max(), "grad_norm": gnorm}
+    return ESState(params, opt_state, state.key, state.generation + 1), metrics
+
+
+_tell_jit = jax.jit(_tell, static_argnums=(0, 3))
+
+
+# ---------------------------------------------------------------------------
+# Sharding and checkpoints
+# ---------------------------------------------------------------------------
+
+
+def population_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
+    """Shard the member axis over the mesh's first axis (devices, or hosts with jax.distributed)."""
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names[0]))
+
+
+def save_checkpoint(path: str | Path, state: ESState) -> None:
+    """Write the whole ES state to ``path`` (.npz). Resuming from it reproduces the run."""
+    leaves, _ = jax.tree_util.tree_flatten(state)
+    arrays = {}
+    for i, leaf in enumerate(leaves):
+        if jnp.issubdtype(jnp.asarray(leaf).dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        arrays[f"leaf_{i:05d}"] = np.asarray(leaf)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def load_checkpoint(path: str | Path, like: ESState) -> ESState:
+    """Read a state written by :func:`save_checkpoint`; ``like`` gives the tree structure."""
+    leaves, treedef = jax.tree_util.tree_flatten(like)
+    with np.load(Path(path)) as data:
+        stored = [data[f"leaf_{i:05d}"] for i in range(len(data.files))]
+    if len(stored) != len(leaves):
+        raise ValueError(f"checkpoint has {len(stored)} arrays, the state template has {len(leaves)}")
+    out = []
+    for ref, arr in zip(leaves, stored):
+        ref = jnp.asarray(ref)
+        if jnp.issubdtype(ref.dtype, jax.dtypes.prng_key):
+            out.append(jax.random.wrap_key_data(jnp.asarray(arr)))
+            continue
+        if arr.shape != ref.shape:
+            raise ValueError(f"checkpoint array of shape {arr.shape} does not match template shape {ref.shape}")
+        out.append(jnp.asarray(arr, dtype=ref.dtype))
+    return jax.tree_util.tree_unflatten(treedef, out)

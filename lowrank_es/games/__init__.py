@@ -1,0 +1,1 @@
+"""Social-dilemma games as pure, vmappable JAX functions."""

@@ -1,0 +1,43 @@
+"""Small helpers every notebook uses: the FULL switch, figure saving, plot style."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lowrank_es.paths import figures_dir
+
+#: ``FULL=1`` in the environment selects the paper-scale run; the default is a small
+#: run that finishes in about a minute on 2 CPU cores.
+FULL: bool = os.environ.get("FULL", "0") not in ("", "0", "false", "False")
+
+
+def setup_plots() -> None:
+    """Seaborn's paper style, a fixed figure size and DPI so saved figures are stable."""
+    import matplotlib
+
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid")
+    matplotlib.rcParams.update({"figure.dpi": 90, "savefig.dpi": 110, "figure.figsize": (7.0, 4.0)})
+
+
+def save_figure(fig, notebook: str, what: str) -> Path:
+    """Save ``fig`` as ``figures/<notebook>__<what>.png`` and return the path.
+
+    The file name is stable so the main command overwrites it on every run.
+    """
+    if not what.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"what must be alphanumeric with _ or -, got {what!r}")
+    path = figures_dir() / f"{notebook}__{what}.png"
+    fig.savefig(path, bbox_inches="tight", metadata={"Software": None})
+    return path
+
+
+def progress(iterable, **kwargs):
+    """tqdm progress bar, shown for FULL runs (or ``LOWRANK_ES_PROGRESS=1``) only, so the
+    small default runs keep deterministic notebook outputs."""
+    from tqdm.auto import tqdm
+
+    show = FULL or os.environ.get("LOWRANK_ES_PROGRESS", "0") == "1"
+    return tqdm(iterable, disable=not show, **kwargs)

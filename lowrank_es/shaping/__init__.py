@@ -1,0 +1,1 @@
+"""Learners for social dilemmas: naive, LOLA, LOQA, Advantage Alignment, BRS."""
