@@ -56,8 +56,16 @@ class Dense(NamedTuple):
     scale: jax.Array
 
 
-def _is_noise(x: Any) -> bool:
-    return isinstance(x, (LowRank, Dense))
+def sample_factors(key: jax.Array, m: int, n: int, rank: int, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
+    """i.i.d. standard normal factors ``A`` (m, rank) and ``B`` (n, rank).
+
+    The perturbation they define is ``E = A @ B.T / sqrt(rank)``, whose entries have mean 0
+    and variance 1 for every rank (and fourth moment ``3 + 6 / rank``).
+    """
+    if not isinstance(rank, (int, np.integer)) or not 1 <= rank <= min(m, n):
+        raise ValueError(f"rank must be an integer in [1, min(m, n)] = [1, {min(m, n)}], got {rank!r}")
+    ka, kb = jax.random.split(key)
+    return jax.random.normal(ka, (m, rank), dtype), jax.random.normal(kb, (n, rank), dtype)
 
 
 def perturbation(noise: LowRank | Dense) -> jax.Array:
@@ -215,10 +223,7 @@ class EGGROLL:
                 eps = jax.random.normal(kl, leaf.shape, leaf.dtype)
                 out.append(Dense(eps, jnp.asarray(sign * self.sigma, leaf.dtype)))
             else:
-                ka, kb = jax.random.split(kl)
-                m, n = leaf.shape
-                A = jax.random.normal(ka, (m, r), leaf.dtype)
-                B = jax.random.normal(kb, (n, r), leaf.dtype)
+                A, B = sample_factors(kl, *leaf.shape, r, leaf.dtype)
                 out.append(LowRank(A, B, jnp.asarray(sign * self.sigma / math.sqrt(r), leaf.dtype)))
         return jax.tree_util.tree_unflatten(treedef, out)
 
@@ -256,7 +261,7 @@ class EGGROLL:
     def _members(self, mesh: jax.sharding.Mesh | None) -> jax.Array:
         members = jnp.arange(self.population)
         if mesh is not None:
-            members = jax.lax.with_sharding_constraint(members, population_sharding(mesh))
+            members = shard_population_axis(members, mesh)
         return members
 
     # -- update -------------------------------------------------------------------
@@ -268,10 +273,11 @@ class EGGROLL:
             w = w[0::2] - w[1::2]  # the pair's two members carry +E and -E
         pairs = jnp.arange(self.num_pairs)
         if mesh is not None:
-            pairs = jax.lax.with_sharding_constraint(pairs, population_sharding(mesh))
-            w = jax.lax.with_sharding_constraint(w, population_sharding(mesh))
+            pairs = shard_population_axis(pairs, mesh)
+            w = shard_population_axis(w, mesh)
         noise = jax.vmap(lambda p: self._pair_noise(state.key, state.generation, p, state.params, 1.0))(pairs)
-        denom = self.population * self.sigma
+        # scale = sigma / sqrt(r) (or sigma): dividing by sigma leaves E's own 1/sqrt(r).
+        denom = self.population * self.sigma * self.sigma
 
         def leaf_grad(p: jax.Array, n: LowRank | Dense) -> jax.Array:
             if isinstance(n, LowRank):
@@ -333,6 +339,22 @@ _tell_jit = jax.jit(_tell, static_argnums=(0, 3))
 def population_sharding(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
     """Shard the member axis over the mesh's first axis (devices, or hosts with jax.distributed)."""
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names[0]))
+
+
+def shard_population_axis(x: jax.Array, mesh: jax.sharding.Mesh) -> jax.Array:
+    """Lay the leading (member) axis of ``x`` out over the mesh's first axis.
+
+    The mesh's axes must be ``AxisType.Auto`` (XLA then propagates the layout and inserts
+    the all-reduce of the gradient sum): ``jax.make_mesh((n,), ("pop",),
+    axis_types=(jax.sharding.AxisType.Auto,))``.
+    """
+    axis_types = getattr(mesh, "axis_types", ())
+    if any("Auto" not in str(t) for t in axis_types):
+        raise ValueError(
+            f"mesh axes must be jax.sharding.AxisType.Auto, got {axis_types}; build the mesh with "
+            "jax.make_mesh(shape, names, axis_types=(jax.sharding.AxisType.Auto,) * len(names))"
+        )
+    return jax.lax.with_sharding_constraint(x, population_sharding(mesh))
 
 
 def save_checkpoint(path: str | Path, state: ESState) -> None:

@@ -1,0 +1,241 @@
+"""EGGROLL core against independent references: materialised matrices, moments, resumption."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lowrank_es import eggroll
+from lowrank_es.eggroll import EGGROLL, load_checkpoint, save_checkpoint
+from lowrank_es.models import mlp_apply, mlp_init
+from lowrank_es.training import regression_task, train_regression
+
+
+def _setup(rank, population=8, antithetic=True, dtype=jnp.float64):
+    key = jax.random.PRNGKey(3)
+    params = mlp_init(key, (5, 7, 4), dtype)
+    es = EGGROLL(sigma=0.3, population=population, rank=rank, antithetic=antithetic)
+    return es, es.init(jax.random.PRNGKey(11), params)
+
+
+@pytest.mark.parametrize("rank", [1, 3, None])
+def test_factored_forward_equals_materialised(rank):
+    with jax.enable_x64(True):
+        es, state = _setup(rank)
+        x = jax.random.normal(jax.random.PRNGKey(0), (6, 5), jnp.float64)
+        for member in range(es.population):
+            fast = mlp_apply(state.params, x, es.member_noise(state, member))
+            ref = mlp_apply(es.member_params(state, member), x)
+            np.testing.assert_allclose(fast, ref, rtol=1e-12, atol=1e-12)
+        # The factored path must actually perturb: member outputs differ from the mean's.
+        assert not np.allclose(mlp_apply(state.params, x), mlp_apply(state.params, x, es.member_noise(state, 0)))
+
+
+def test_population_forward_vmaps_with_shared_input():
+    with jax.enable_x64(True):
+        es, state = _setup(2)
+        x = jax.random.normal(jax.random.PRNGKey(0), (6, 5), jnp.float64)
+        ys = jax.vmap(lambda i: mlp_apply(state.params, x, es.member_noise(state, i)))(jnp.arange(es.population))
+        refs = np.stack([mlp_apply(es.member_params(state, i), x) for i in range(es.population)])
+        np.testing.assert_allclose(ys, refs, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("rank,antithetic", [(1, True), (2, False), (None, True)])
+@pytest.mark.parametrize("shaping", ["centered_rank", "zscore", "raw"])
+def test_factored_gradient_equals_materialised_sum(rank, antithetic, shaping):
+    with jax.enable_x64(True):
+        es, state = _setup(rank, population=10, antithetic=antithetic)
+        es = EGGROLL(sigma=es.sigma, population=10, rank=rank, antithetic=antithetic, fitness_shaping=shaping)
+        fitness = jax.random.normal(jax.random.PRNGKey(5), (10,), jnp.float64)
+        g = es.gradient(state, fitness)
+        w = np.asarray(eggroll.shape_fitness(fitness, shaping))
+        # Reference: (1 / (N sigma)) sum_i w_i (theta_i - theta) / sigma * sigma, from materialised members.
+        ref = None
+        for i in range(es.population):
+            delta = jax.tree_util.tree_map(lambda a, b: (a - b) / es.sigma, es.member_params(state, i), state.params)
+            term = jax.tree_util.tree_map(lambda d: w[i] * d / (es.population * es.sigma), delta)
+            ref = term if ref is None else jax.tree_util.tree_map(jnp.add, ref, term)
+        for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(ref)):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_averaged_update_is_high_rank():
+    with jax.enable_x64(True):
+        m, n, r, N = 12, 9, 1, 8
+        es = EGGROLL(sigma=1.0, population=N, rank=r, antithetic=False, fitness_shaping="raw")
+        state = es.init(jax.random.PRNGKey(0), {"W": jnp.zeros((m, n))})
+        g = es.gradient(state, jax.random.normal(jax.random.PRNGKey(1), (N,), jnp.float64))["W"]
+        assert np.linalg.matrix_rank(np.asarray(g), tol=1e-9) == min(N * r, m, n)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 8])
+def test_moments_of_lowrank_entries(rank):
+    """Mean 0, variance 1 and fourth moment 3 + 6/r: the fingerprint of the 1/sqrt(r) scale.
+
+    200k draws of an 8x8 matrix give 12.8M entries (not all independent: entries sharing a row
+    of A or a column of B are correlated), so tolerances are set from the spread of the
+    per-draw estimates (5 standard errors).
+    """
+    with jax.enable_x64(True):
+        draws = 200_000
+        es = EGGROLL(sigma=1.0, population=draws, rank=rank, antithetic=False)
+        state = es.init(jax.random.PRNGKey(rank), {"W": jnp.zeros((8, 8))})
+        E = jax.vmap(lambda i: eggroll.perturbation(es.member_noise(state, i)["W"]))(jnp.arange(draws))
+        per_draw = np.asarray(E).reshape(draws, -1)
+        for power, expected in [(1, 0.0), (2, 1.0), (4, 3.0 + 6.0 / rank)]:
+            stat = (per_draw**power).mean(axis=1)
+            se = stat.std(ddof=1) / np.sqrt(draws)
+            assert abs(stat.mean() - expected) < 5 * se, (power, stat.mean(), expected, se)
+        # The moments are those of the *low-rank* law, not of a Gaussian (the test can fail).
+        if rank == 1:
+            k4 = (per_draw**4).mean()
+            assert abs(k4 - 3.0) > 1.0
+
+
+def test_same_seed_bitwise_identical_update():
+    es, _ = _setup(2, dtype=jnp.float32)
+    params = mlp_init(jax.random.PRNGKey(3), (5, 7, 4))
+    fitness = jnp.linspace(-1.0, 1.0, es.population)
+    a, _ = es.tell(es.init(jax.random.PRNGKey(7), params), fitness)
+    b, _ = es.tell(es.init(jax.random.PRNGKey(7), params), fitness)
+    c, _ = es.tell(es.init(jax.random.PRNGKey(8), params), fitness)
+    for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+    assert any(
+        not np.array_equal(np.asarray(x), np.asarray(z))
+        for x, z in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(c.params))
+    )
+
+
+def test_noise_depends_on_generation_member_and_leaf():
+    es, state = _setup(1)
+    n0 = es.member_noise(state, 0)
+    n1 = es.member_noise(state, 1)  # the antithetic partner: same factors, opposite sign
+    np.testing.assert_array_equal(n0[0]["W"].A, n1[0]["W"].A)
+    assert float(n0[0]["W"].scale) == -float(n1[0]["W"].scale)
+    n2 = es.member_noise(state, 2)
+    assert not np.allclose(n0[0]["W"].A, n2[0]["W"].A)
+    later = es.member_noise(state._replace(generation=state.generation + 1), 0)
+    assert not np.allclose(n0[0]["W"].A, later[0]["W"].A)
+    assert n0[0]["W"].A.shape != n0[1]["W"].A.shape or not np.allclose(n0[0]["W"].A, n0[1]["W"].A)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(sigma=0.0, population=8), "sigma"),
+        (dict(sigma=-1.0, population=8), "sigma"),
+        (dict(sigma=float("nan"), population=8), "sigma"),
+        (dict(sigma=0.1, population=7), "population must be even"),
+        (dict(sigma=0.1, population=1, antithetic=False), "population must be an integer >= 2"),
+        (dict(sigma=0.1, population=8, rank=0), "rank must be an integer >= 1"),
+        (dict(sigma=0.1, population=8, fitness_shaping="softmax"), "fitness_shaping"),
+    ],
+)
+def test_bad_configuration_raises(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        EGGROLL(**kwargs)
+
+
+def test_bad_inputs_raise_clear_errors():
+    params = {"W": jnp.zeros((3, 5)), "b": jnp.zeros(3)}
+    with pytest.raises(ValueError, match=r"rank must be in \[1, min\(m, n\)\] = \[1, 3\]"):
+        EGGROLL(sigma=0.1, population=4, rank=4).init(jax.random.PRNGKey(0), params)
+    es = EGGROLL(sigma=0.1, population=4, rank=2)
+    state = es.init(jax.random.PRNGKey(0), params)
+    with pytest.raises(ValueError, match=r"fitness must have shape \(population,\) = \(4,\)"):
+        es.tell(state, jnp.zeros(5))
+    with pytest.raises(ValueError, match="fitness must be finite"):
+        es.tell(state, jnp.array([0.0, jnp.nan, 1.0, 2.0]))
+    with pytest.raises(ValueError, match="does not match W"):
+        eggroll.linear(jnp.zeros((2, 4)), params["W"])
+    with pytest.raises(ValueError, match="floating point"):
+        es.init(jax.random.PRNGKey(0), {"W": jnp.zeros((3, 5), jnp.int32)})
+    # clip_rank lets a small output layer use its largest possible rank.
+    clipped = EGGROLL(sigma=0.1, population=4, rank=4, clip_rank=True)
+    assert clipped.leaf_rank((3, 5)) == 3
+
+
+def test_step_skips_nonfinite_fitness_inside_jit():
+    es = EGGROLL(sigma=0.1, population=4, rank=1)
+    state = es.init(jax.random.PRNGKey(0), {"W": jnp.ones((3, 3))})
+    new, metrics = jax.jit(lambda s: es.step(s, lambda p, n, i: jnp.where(i == 2, jnp.nan, 1.0)))(state)
+    assert bool(metrics["nonfinite"])
+    np.testing.assert_array_equal(new.params["W"], state.params["W"])
+    assert int(new.generation) == 1
+
+
+@pytest.mark.parametrize("rank", [1, None])
+def test_optimises_regression_task(rank):
+    """EGGROLL (r = 1) and OpenES both fit a linear-teacher regression to a stated loss."""
+    task = regression_task(jax.random.PRNGKey(0), n_in=8, n_out=4, n_samples=256)
+    history = train_regression(task, rank=rank, population=64, sigma=0.05, learning_rate=0.05,
+                               generations=300, seed=0)
+    assert history[0] > 0.5  # the untrained student is far from the teacher
+    assert history[-1] < 0.05 * history[0], history[-1]
+
+
+def test_checkpoint_resume_gives_same_parameters(tmp_path):
+    task = regression_task(jax.random.PRNGKey(0), n_in=4, n_out=2, n_samples=64)
+    es = EGGROLL(sigma=0.05, population=16, rank=1, optimizer=optax.adam(0.03))
+    fitness = task.fitness_fn()
+    step = jax.jit(lambda s: es.step(s, fitness)[0])
+    state = es.init(jax.random.PRNGKey(1), task.init_params(jax.random.PRNGKey(2)))
+    straight = state
+    for _ in range(20):
+        straight = step(straight)
+    resumed = state
+    for _ in range(8):
+        resumed = step(resumed)
+    save_checkpoint(tmp_path / "ckpt.npz", resumed)
+    resumed = load_checkpoint(tmp_path / "ckpt.npz", like=state)
+    for _ in range(12):
+        resumed = step(resumed)
+    for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(resumed)):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ValueError, match="does not match template shape"):
+        load_checkpoint(tmp_path / "ckpt.npz", like=es.init(jax.random.PRNGKey(1), {"W": jnp.zeros((3, 3)), "b": jnp.zeros(3)}))
+
+
+def test_sharded_population_matches_unsharded():
+    """The member axis sharded over 4 fake CPU devices gives the same update as one device."""
+    code = textwrap.dedent(
+        """
+        import jax, jax.numpy as jnp, numpy as np
+        from lowrank_es.eggroll import EGGROLL
+        from lowrank_es.models import mlp_apply, mlp_init
+        assert len(jax.devices()) == 4, jax.devices()
+        mesh = jax.make_mesh((4,), ("pop",), axis_types=(jax.sharding.AxisType.Auto,))
+        es = EGGROLL(sigma=0.1, population=16, rank=2)
+        state = es.init(jax.random.PRNGKey(0), mlp_init(jax.random.PRNGKey(1), (6, 8, 3)))
+        x = jax.random.normal(jax.random.PRNGKey(2), (5, 6))
+        fit = lambda p, n, i: -jnp.mean(mlp_apply(p, x, n) ** 2)
+        plain = jax.jit(lambda s: es.step(s, fit)[0])(state)
+        sharded_fn = jax.jit(lambda s: es.step(s, fit, mesh=mesh)[0])
+        sharded = sharded_fn(state)
+        hlo = sharded_fn.lower(state).compile().as_text()
+        assert "all-reduce" in hlo or "reduce-scatter" in hlo or "all-gather" in hlo, "population not sharded"
+        for a, b in zip(jax.tree_util.tree_leaves(plain.params), jax.tree_util.tree_leaves(sharded.params)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+        print("SHARDED_OK")
+        """
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "SHARDED_OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_sample_factors_shapes_and_errors():
+    A, B = eggroll.sample_factors(jax.random.PRNGKey(0), 6, 4, 3)
+    assert A.shape == (6, 3) and B.shape == (4, 3)
+    for bad in (0, 5, 2.5):
+        with pytest.raises(ValueError, match=r"rank must be an integer in \[1, min\(m, n\)\] = \[1, 4\]"):
+            eggroll.sample_factors(jax.random.PRNGKey(0), 6, 4, bad)

@@ -1,0 +1,56 @@
+"""Project plumbing: pyproject.toml and environment.yml list the same packages; CI runs the
+README's test command."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(spec: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pyproject_packages() -> set[str]:
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = list(meta["dependencies"]) + [s for extra in meta["optional-dependencies"].values() for s in extra]
+    return {_name(s) for s in specs}
+
+
+def _environment_packages() -> set[str]:
+    names = set()
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        m = re.match(r"^\s+- ([A-Za-z0-9_.\-]+)", line)
+        if m and not line.strip().startswith("- -e"):
+            names.add(_name(m.group(1)))
+    return names - {"python", "pip"}
+
+
+def test_pyproject_and_environment_agree():
+    py, env = _pyproject_packages(), _environment_packages()
+    assert py == env, f"only in pyproject.toml: {sorted(py - env)}; only in environment.yml: {sorted(env - py)}"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make run" in readme
+    assert re.search(r"^make test$", ci, flags=re.MULTILINE)
+
+
+def test_every_notebook_is_committed_with_outputs_and_no_errors():
+    import json
+
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert notebooks
+    for nb_path in notebooks:
+        nb = json.loads(nb_path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        outputs = [o for c in code for o in c.get("outputs", [])]
+        assert outputs, f"{nb_path.name} has no outputs"
+        assert not [o for o in outputs if o.get("output_type") == "error"], f"{nb_path.name} has an error output"
+        first = nb["cells"][0]
+        assert first["cell_type"] == "markdown", f"{nb_path.name} must open with its question and claims"
