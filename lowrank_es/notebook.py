@@ -41,3 +41,19 @@ def progress(iterable, **kwargs):
 
     show = FULL or os.environ.get("LOWRANK_ES_PROGRESS", "0") == "1"
     return tqdm(iterable, disable=not show, **kwargs)
+
+
+def controls(fn, **widgets_kwargs) -> None:
+    """Widgets for ``fn``'s arguments with a *Run* button (``ipywidgets.interactive`` in
+    manual mode).
+
+    Manual mode keeps the notebook's saved outputs deterministic: nothing runs when the
+    widgets are first displayed, so nbval compares the preceding cell (which calls ``fn``
+    at the default values) and the widget cell has no output of its own. Each change a user
+    makes is applied when *Run* is pressed.
+    """
+    import ipywidgets
+    from IPython.display import display
+
+    ui = ipywidgets.interactive(fn, {"manual": True, "manual_name": "Run"}, **widgets_kwargs)
+    display(ui)
