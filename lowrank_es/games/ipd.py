@@ -86,3 +86,122 @@ def state_values(p1: jax.Array, p2: jax.Array, gamma: float = GAMMA) -> tuple[ja
     _, P = markov_chain(p1, p2)
     M = jnp.linalg.solve(jnp.eye(4) - gamma * P, P)  # sum_k gamma^{k-1} P^k
     return M @ REWARD_1, M @ REWARD_2
+
+
+def exact_value_horizon(
+    p1: jax.Array, p2: jax.Array, gamma: float = GAMMA, horizon: int = EPISODE_LENGTH
+) -> tuple[jax.Array, jax.Array]:
+    """Exact expected discounted return of the first ``horizon`` steps,
+    ``sum_{t<horizon} gamma^t r_t = d0 (I - gamma P)^{-1} (I - (gamma P)^horizon) r``
+    (what a sampled episode of ``horizon`` steps estimates). Returns ``(v1, v2)``."""
+    _check_policy(p1, "p1")
+    _check_policy(p2, "p2")
+    if not 0.0 <= gamma < 1.0:
+        raise ValueError(f"gamma must be in [0, 1), got {gamma}")
+    if int(horizon) < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    d0, P = markov_chain(p1, p2)
+    G = gamma * P
+    x = jnp.linalg.solve((jnp.eye(4) - G).T, d0) @ (jnp.eye(4) - jnp.linalg.matrix_power(G, int(horizon)))
+    return x @ REWARD_1, x @ REWARD_2
+
+
+# ---------------------------------------------------------------------------
+# Sampled form: a gymnax / JaxMARL-style environment
+# ---------------------------------------------------------------------------
+#
+# ``reset(key, params) -> (obs, state)`` and ``step(key, state, actions, params) ->
+# (obs, state, rewards, done, info)``. ``actions`` is int (2,) (C = 0, D = 1), ``rewards``
+# (2,). ``obs`` is (2, 5): ``obs[i]`` one-hot over agent i's *own* policy index
+# ``[start, CC, CD, DC, DD]`` (so ``obs[i] @ p_i`` is agent i's cooperation probability).
+# ``state.last`` is the last joint action in player 1's ordering, or -1 at the start.
+
+import dataclasses  # noqa: E402
+import functools  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """Static parameters (hashable; a pytree with no leaves)."""
+
+    max_steps: int = EPISODE_LENGTH
+
+    def __post_init__(self):
+        if int(self.max_steps) < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+
+
+jax.tree_util.register_dataclass(Params, data_fields=[], meta_fields=["max_steps"])
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class State:
+    """last: int scalar, last joint action 2*a1+a2 (player 1's view), -1 at the start;
+    t: int scalar steps taken."""
+
+    last: jax.Array
+    t: jax.Array
+
+
+def observe(state: State, params: Params = Params()) -> jax.Array:
+    """(2, 5) one-hot of each agent's own policy index."""
+    idx1 = jnp.where(state.last < 0, 0, state.last + 1)
+    idx2 = jnp.where(state.last < 0, 0, SWAP[jnp.maximum(state.last, 0)] + 1)
+    return jnp.stack([jax.nn.one_hot(idx1, 5), jax.nn.one_hot(idx2, 5)])
+
+
+def reset(key: jax.Array, params: Params = Params()) -> tuple[jax.Array, State]:
+    state = State(last=jnp.int32(-1), t=jnp.int32(0))
+    return observe(state, params), state
+
+
+def step(key: jax.Array, state: State, actions: jax.Array, params: Params = Params()):
+    """One simultaneous move. actions: (2,) ints (C = 0, D = 1)."""
+    actions = jnp.asarray(actions)
+    if actions.shape != (2,):
+        raise ValueError(f"actions must have shape (2,) with values in {{0 (C), 1 (D)}}, got {actions.shape}")
+    joint = (2 * actions[0] + actions[1]).astype(jnp.int32)
+    rewards = jnp.stack([REWARD_1[joint], REWARD_2[joint]])
+    new_state = State(last=joint, t=state.t + 1)
+    done = new_state.t >= params.max_steps
+    return observe(new_state, params), new_state, rewards, done, {"joint": joint}
+
+
+def rollout(key: jax.Array, p1: jax.Array, p2: jax.Array, n_episodes: int,
+            params: Params = Params()) -> dict[str, jax.Array]:
+    """Sample ``n_episodes`` episodes of two memory-1 policies (cooperation probabilities).
+
+    Returns ``actions`` (n, T, 2) int, ``rewards`` (n, T, 2) and ``joint`` (n, T) int.
+    """
+    _check_policy(p1, "p1")
+    _check_policy(p2, "p2")
+    if int(n_episodes) < 1:
+        raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
+    return _rollout(key, p1, p2, int(n_episodes), params)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _rollout(key, p1, p2, n_episodes, params):
+    pols = jnp.stack([p1, p2])
+
+    def episode(k):
+        obs, state = reset(k, params)
+
+        def body(carry, kt):
+            obs, state = carry
+            q = jnp.sum(obs * pols, axis=-1)  # each agent's P(C)
+            a = (jax.random.uniform(kt, (2,)) >= q).astype(jnp.int32)  # D when u >= P(C)
+            obs, state, r, _, info = step(kt, state, a, params)
+            return (obs, state), (a, r, info["joint"])
+
+        _, (a, r, j) = jax.lax.scan(body, (obs, state), jax.random.split(k, params.max_steps))
+        return {"actions": a, "rewards": r, "joint": j}
+
+    return jax.vmap(episode)(jax.random.split(key, n_episodes))
+
+
+def discounted_returns(rewards: jax.Array, gamma: float = GAMMA) -> jax.Array:
+    """``sum_t gamma^t r_t`` over axis -2 of rewards (..., T, 2) -> (..., 2)."""
+    T = rewards.shape[-2]
+    return jnp.einsum("...tk,t->...k", rewards, gamma ** jnp.arange(T, dtype=rewards.dtype))
