@@ -1,0 +1,261 @@
+"""Countdown verifier, splits, solvers, the transformer's cached and factored paths, and the
+reproducibility of the committed pre-trained checkpoint."""
+
+import functools
+from fractions import Fraction
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lowrank_es import finetune as ft
+from lowrank_es import reasoning as rs
+from lowrank_es import transformer as tf
+from lowrank_es.eggroll import EGGROLL, materialise
+
+# ---------------------------------------------------------------------------
+# Verifier
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "numbers, target, answer, status, value",
+    [
+        ((4, 7, 2), 22, "(4+7)*2", "correct", 22),
+        ((4, 7, 2), 22, "2*(7+4)", "correct", 22),
+        ((8, 3, 1), 4, "8/(3-1)", "correct", 4),
+        ((2, 4, 6), 3, "6/(4-2)", "correct", 3),
+        ((3, 4, 6), 2, "6/(4-3)/3", "reused_number", 2),
+        ((3, 5), 15, "3*5", "correct", 15),
+        ((9, 9, 1), 81, "9*9", "correct", 81),  # a subset of the numbers is fine
+        ((9, 9, 1), 80, "9*9-1", "correct", 80),  # 9 listed twice may be used twice
+        ((4, 7, 2), 22, "4+7*2", "wrong_value", 18),  # precedence: 7*2 first
+        ((4, 7, 2), 22, "4-7-2", "wrong_value", -5),  # left associative
+        ((3, 4, 6), 2, "3/4", "wrong_value", Fraction(3, 4)),
+        ((4, 7, 2), 16, "4*4", "reused_number", 16),
+        ((9, 9, 1), 729, "9*9*9", "reused_number", 729),
+        ((4, 7, 2), 5, "3+2", "unknown_number", 5),
+        ((4, 7, 2), 47, "47", "unknown_number", 47),  # digits are not concatenated
+        ((4, 7, 2), 2, "4/(2-2)", "div_by_zero", None),
+        ((4, 7, 2), 0, "4/(7-7)", "div_by_zero", None),
+        ((4, 7, 2), 22, "(4+7*2", "malformed", None),
+        ((4, 7, 2), 22, "4+7)*2", "malformed", None),
+        ((4, 7, 2), 22, "4++7", "malformed", None),
+        ((4, 7, 2), 22, "-4+7", "malformed", None),
+        ((4, 7, 2), 22, "", "malformed", None),
+        ((4, 7, 2), 22, "()", "malformed", None),
+        ((4, 7, 2), 22, "4 7", "malformed", None),
+        ((4, 7, 2), 22, "04+7", "malformed", None),
+        ((4, 7, 2), 22, "4,7", "malformed", None),
+        ((4, 7, 2), 22, "__import__('os')", "malformed", None),
+    ],
+)
+def test_verifier_hand_worked(numbers, target, answer, status, value):
+    v = rs.verify_countdown(numbers, target, answer)
+    assert v.status == status
+    if value is not None:
+        assert v.value == Fraction(value)
+
+
+def test_reward_and_partial_credit():
+    assert rs.countdown_reward((4, 7, 2), 22, "(4+7)*2") == 1.0
+    assert rs.countdown_reward((4, 7, 2), 22, "4+7+2") == 0.0
+    assert rs.countdown_reward((4, 7, 2), 22, "4+7+2", partial_credit=0.1) == 0.1
+    assert rs.countdown_reward((4, 7, 2), 22, "4+4", partial_credit=0.1) == 0.0
+    with pytest.raises(ValueError, match="partial_credit"):
+        rs.countdown_reward((4, 7, 2), 22, "4", partial_credit=1.0)
+
+
+def test_parser_agrees_with_brute_force_fraction_arithmetic():
+    # Every left-to-right chain over 3 numbers, written by chain_expression, parses to chain_value.
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        nums = tuple(int(x) for x in rng.integers(1, 20, 3))
+        ops = [("+", "-", "*", "/")[i] for i in rng.integers(0, 4, 2)]
+        text = rs.chain_expression(nums, ops)
+        v = Fraction(nums[0])
+        for op, n in zip(ops, nums[1:]):
+            v = {"+": v + n, "-": v - n, "*": v * n, "/": v / n}[op]
+        assert rs.parse_expression(text)[0] == v, text
+
+
+def test_tokenizer_roundtrip_and_errors():
+    s = "4,7,2=22:(4+7)*2"
+    assert rs.decode(rs.encode(s)) == s
+    assert rs.decode(rs.encode(s) + [rs.EOS] + rs.encode("99")) == s
+    assert rs.decode([rs.PAD] + rs.encode("12")) == "12"
+    with pytest.raises(ValueError, match="text"):
+        rs.encode("a+b")
+    with pytest.raises(ValueError, match="token ids"):
+        rs.decode([rs.VOCAB_SIZE])
+
+
+# ---------------------------------------------------------------------------
+# Problems, splits, solvers
+# ---------------------------------------------------------------------------
+
+
+def test_splits_disjoint_deterministic_and_solvable():
+    d = rs.Difficulty(3, 9)
+    splits = {s: rs.make_problems(s, 150, seed=0, difficulty=d) for s in rs.SPLITS}
+    prompts = {s: {p.prompt for p in ps} for s, ps in splits.items()}
+    assert all(len(v) == 150 for v in prompts.values())  # distinct within a split
+    assert not prompts["train"] & prompts["val"]
+    assert not prompts["train"] & prompts["test"]
+    assert not prompts["val"] & prompts["test"]
+    # another seed draws other problems but never crosses splits
+    other = {p.prompt for p in rs.make_problems("test", 150, seed=1, difficulty=d)}
+    assert not other & (prompts["train"] | prompts["val"])
+    assert rs.make_problems("val", 150, seed=0, difficulty=d) == splits["val"]
+    for p in splits["test"][:50]:
+        sol = rs.solve_countdown(p)
+        assert sol is not None and rs.verify_countdown(p.numbers, p.target, sol).status == "correct"
+        assert len(p.numbers) == 3 and all(1 <= n <= 9 for n in p.numbers) and p.target > 0
+    with pytest.raises(ValueError, match="split"):
+        rs.make_problems("dev", 3)
+    with pytest.raises(ValueError, match="num_numbers"):
+        rs.Difficulty(6, 9)
+
+
+def test_lengths_fit_the_difficulty():
+    for d in (rs.Difficulty(2, 9), rs.Difficulty(3, 9), rs.Difficulty(4, 12)):
+        for p in rs.make_problems("train", 100, seed=3, difficulty=d):
+            assert len(p.prompt) <= d.max_prompt_len
+            ans = rs.chain_expression(p.numbers, ["-"] + ["*"] * (d.num_numbers - 2))
+            assert len(ans) + 1 <= d.max_answer_len
+
+
+def test_imperfect_solver_accuracy_matches_its_setting():
+    probs = rs.make_problems("train", 400, seed=0)
+    rng = np.random.default_rng(0)
+    for p_correct in (0.0, 0.35, 1.0):
+        ok = np.mean([rs.countdown_reward(p.numbers, p.target, rs.imperfect_countdown_solver(p, rng, p_correct))
+                      for p in probs])
+        # a corrupted operator is wrong unless another chain also hits the target (a few %)
+        assert p_correct <= ok <= p_correct + 0.12, (p_correct, ok)
+    assert ok == 1.0
+
+
+def test_addition_task():
+    probs = rs.make_addition_problems("test", 100, seed=0, digits=3)
+    assert not {p.prompt for p in probs} & {p.prompt for p in rs.make_addition_problems("train", 100, digits=3)}
+    rng = np.random.default_rng(0)
+    assert all(rs.verify_addition(p, rs.imperfect_addition_solver(p, rng, 0.0)) for p in probs)
+    assert rs.verify_addition(rs.AdditionProblem(58, 67), "125")
+    assert not rs.verify_addition(rs.AdditionProblem(58, 67), "115")  # a dropped carry
+    assert not rs.verify_addition(rs.AdditionProblem(58, 67), "0125")
+    assert not rs.verify_addition(rs.AdditionProblem(58, 67), "1+124")
+    assert rs.imperfect_addition_solver(rs.AdditionProblem(58, 67), rng, 1.0) == "15"
+    with_carries = [p for p in probs if (p.a % 10) + (p.b % 10) >= 10]
+    acc = np.mean([rs.verify_addition(p, rs.imperfect_addition_solver(p, rng, 1.0)) for p in with_carries])
+    assert acc == 0.0
+
+
+# ---------------------------------------------------------------------------
+# Transformer
+# ---------------------------------------------------------------------------
+
+CFG = tf.Config(vocab=rs.VOCAB_SIZE, max_len=12, d_model=16, n_heads=2, n_layers=2, d_ff=24)
+_forward = jax.jit(functools.partial(tf.forward, n_heads=CFG.n_heads))
+_decode = jax.jit(functools.partial(tf.decode_step, n_heads=CFG.n_heads))
+
+
+def test_kv_cache_decoding_equals_full_forward():
+    with jax.enable_x64(True):
+        params = tf.init(jax.random.key(0), CFG, dtype=jnp.float64)
+        toks = jax.random.randint(jax.random.key(1), (CFG.max_len,), 2, rs.VOCAB_SIZE)
+        full = _forward(params, toks)
+        cache = jnp.zeros((CFG.n_layers, 2, CFG.max_len, CFG.d_model), jnp.float64)
+        for t in range(CFG.max_len):
+            logits, cache = _decode(params, cache, toks[t], jnp.asarray(t))
+            np.testing.assert_allclose(np.asarray(logits), np.asarray(full[t]), rtol=1e-10, atol=1e-10)
+        # greedy generation writes the argmax of the full forward at every generated position
+        prompt = toks.at[4:].set(0)
+        gen_fn = jax.jit(functools.partial(tf.generate, n_heads=CFG.n_heads, greedy=True))
+        out, gen = gen_fn(params, prompt, jnp.asarray(4), jax.random.key(2))
+        out, gen = np.asarray(out), np.asarray(gen)
+        assert (out[:4] == np.asarray(toks[:4])).all() and not gen[:4].any() and gen[4]
+        logits = np.asarray(_forward(params, jnp.asarray(out)))
+        for t in np.flatnonzero(gen):
+            assert out[t] == logits[t - 1].argmax()
+        eos = np.flatnonzero(out[4:] == rs.EOS)
+        if eos.size:  # after the end token: padding, not generated
+            assert (out[4 + eos[0] + 1:] == rs.PAD).all() and not gen[4 + eos[0] + 1:].any()
+        lp = jax.jit(functools.partial(tf.sequence_logprobs, n_heads=CFG.n_heads))(params, jnp.asarray(out))
+        ref = jax.nn.log_softmax(jnp.asarray(logits), -1)
+        np.testing.assert_allclose(np.asarray(lp[1:]), np.asarray(ref[np.arange(11), out[1:]]), rtol=1e-12)
+
+
+def test_factored_population_forward_equals_materialised_weights():
+    with jax.enable_x64(True):
+        params = tf.init(jax.random.key(3), CFG, dtype=jnp.float64)
+        es = EGGROLL(sigma=0.3, population=4, rank=2, clip_rank=True)
+        state = es.init(jax.random.key(4), params)
+        toks = jax.random.randint(jax.random.key(5), (CFG.max_len,), 2, rs.VOCAB_SIZE)
+        base = _forward(params, toks)
+        for i in range(es.population):
+            noise = es.member_noise(state, jnp.asarray(i))
+            fac = _forward(params, toks, noise)
+            ref = _forward(materialise(params, noise), toks)
+            np.testing.assert_allclose(np.asarray(fac), np.asarray(ref), rtol=1e-10, atol=1e-10)
+            assert float(jnp.abs(fac - base).max()) > 1e-3  # the noise does reach the output
+            cache = jnp.zeros((CFG.n_layers, 2, CFG.max_len, CFG.d_model), jnp.float64)
+            cache_ref = cache
+            for t in range(3):
+                lf, cache = _decode(params, cache, toks[t], jnp.asarray(t), noise)
+                lr, cache_ref = _decode(materialise(params, noise), cache_ref, toks[t], jnp.asarray(t))
+                np.testing.assert_allclose(np.asarray(lf), np.asarray(lr), rtol=1e-10, atol=1e-10)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="d_model"):
+        tf.Config(vocab=5, d_model=10, n_heads=3)
+    with pytest.raises(ValueError, match="n_layers"):
+        tf.Config(vocab=5, n_layers=0)
+
+
+# ---------------------------------------------------------------------------
+# The committed checkpoint
+# ---------------------------------------------------------------------------
+
+
+def test_pretraining_prefix_reproduces_checkpoint():
+    stored, cfg = ft.load_pretrained(which="prefix")
+    again, losses = ft.pretrain(cfg, steps=cfg.prefix_steps)
+    assert len(losses) == cfg.prefix_steps and losses[-1] < losses[0]
+    for a, b in zip(jax.tree_util.tree_leaves(stored), jax.tree_util.tree_leaves(again)):
+        # same device kind: bitwise; allow float32 rounding differences across CPUs
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+    final, _ = ft.load_pretrained()
+    assert any(float(jnp.abs(a - b).max()) > 1e-2 for a, b in
+               zip(jax.tree_util.tree_leaves(final), jax.tree_util.tree_leaves(stored)))
+
+
+def test_finetune_loops_count_tokens_and_stay_in_budget():
+    params, _ = ft.load_pretrained()
+    fc = ft.FinetuneConfig(token_budget=300, eval_points=2, n_val=8, val_samples=1,
+                           n_train_problems=50)
+    p_e, log_e = ft.eggroll_finetune(params, 0, fc, ft.EggrollConfig(population=8, prompts=1, rank=1))
+    p_g, log_g = ft.grpo_finetune(params, 0, fc, ft.GRPOConfig(group=4, sequences_per_step=8, inner_steps=1))
+    for log, per_step in ((log_e, 8), (log_g, 8)):
+        # every step samples per_step answers of at most max_answer_len tokens each
+        assert 300 <= log["tokens"] < 300 + per_step * rs.Difficulty().max_answer_len
+        assert log["sequences_per_step"] == per_step
+        assert log["curve"][0][0] == 0 and log["curve"][-1][0] == log["tokens"]
+    for new in (p_e, p_g):
+        assert any(float(jnp.abs(a - b).max()) > 0 for a, b in
+                   zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(params)))
+
+
+def test_intervals_hand_worked():
+    m, h = ft.mean_ci([0.2, 0.3, 0.4])
+    # sd 0.1, se 0.1 / sqrt(3), t(0.975, 2) = 4.3027
+    assert m == pytest.approx(0.3) and h == pytest.approx(4.3027 * 0.1 / np.sqrt(3), rel=1e-4)
+    m, h = ft.proportion_ci([1, 0, 1, 0])
+    assert m == 0.5 and h == pytest.approx(1.95996 * np.sqrt(1 / 3) / 2, rel=1e-4)
+    d, h = ft.welch_ci([0.5, 0.7], [0.1, 0.3])
+    # both variances 0.02 / 2 = 0.01, se = sqrt(0.02), dof = 0.0004 / (0.0001 + 0.0001) = 2
+    assert d == pytest.approx(0.4) and h == pytest.approx(4.3027 * np.sqrt(0.02), rel=1e-4)
+    with pytest.raises(ValueError, match="values"):
+        ft.mean_ci([0.3])
