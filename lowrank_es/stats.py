@@ -1,0 +1,123 @@
+"""Statistics for few-seed RL comparisons (Agarwal et al. 2021, "Deep RL at the edge of the
+statistical precipice"): interquartile mean, stratified bootstrap confidence intervals,
+performance profiles, and a non-inferiority test with an explicit margin.
+
+Scores are arrays ``(runs, tasks)``: one column per environment, one row per seed.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy import stats as _st
+
+
+def _as_scores(scores) -> np.ndarray:
+    x = np.asarray(scores, dtype=float)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"scores must be (runs,) or (runs, tasks) with at least one entry, got shape {x.shape}")
+    return x
+
+
+def iqm(scores) -> float:
+    """Interquartile mean of all entries: the mean of the middle 50 % (25 % trimmed each side,
+    ``floor(0.25 n)`` values dropped per side, as ``scipy.stats.trim_mean``)."""
+    x = np.sort(np.asarray(scores, dtype=float).ravel())
+    if x.size == 0:
+        raise ValueError("scores must contain at least one value")
+    k = int(0.25 * x.size)
+    return float(x[k:x.size - k].mean())
+
+
+def normalise(scores, random: float, best: float) -> np.ndarray:
+    """``(score - random) / (best - random)``: 0 = random policy, 1 = best."""
+    if not best != random:
+        raise ValueError(f"best must differ from random, got best={best}, random={random}")
+    return (np.asarray(scores, dtype=float) - random) / (best - random)
+
+
+def stratified_bootstrap_ci(scores, statistic: Callable[[np.ndarray], float] = iqm, *, reps: int = 2000,
+                            alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """Point estimate and percentile ``(1 - alpha)`` CI of ``statistic(scores)``.
+
+    Each bootstrap replicate resamples the runs *within each task* with replacement (strata =
+    tasks), then applies ``statistic`` to the whole ``(runs, tasks)`` array.
+    """
+    x = _as_scores(scores)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps}")
+    rng = np.random.default_rng(seed)
+    n, t = x.shape
+    cols = np.arange(t)[None, None, :]
+    idx = rng.integers(0, n, size=(reps, n, t))
+    boot = x[idx, cols]  # (reps, n, t)
+    vals = np.array([statistic(b) for b in boot])
+    lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
+    return float(statistic(x)), float(lo), float(hi)
+
+
+def performance_profile(scores, taus) -> np.ndarray:
+    """Run-score distribution: fraction of all (run, task) scores strictly above each tau. -> (len(taus),)"""
+    x = _as_scores(scores).ravel()
+    taus = np.asarray(taus, dtype=float)
+    return (x[None, :] > taus[:, None]).mean(axis=1)
+
+
+def performance_profile_ci(scores, taus, *, reps: int = 1000, alpha: float = 0.05, seed: int = 0
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Performance profile with a stratified-bootstrap percentile band: (profile, lo, hi)."""
+    x = _as_scores(scores)
+    rng = np.random.default_rng(seed)
+    n, t = x.shape
+    idx = rng.integers(0, n, size=(reps, n, t))
+    boot = x[idx, np.arange(t)[None, None, :]]
+    profs = np.stack([performance_profile(b, taus) for b in boot])
+    lo, hi = np.quantile(profs, [alpha / 2, 1 - alpha / 2], axis=0)
+    return performance_profile(x, taus), lo, hi
+
+
+def non_inferiority(a, b, margin: float, alpha: float = 0.05) -> dict[str, float | bool]:
+    """One-sided Welch test that method ``a`` is not worse than ``b`` by more than ``margin``.
+
+    H0: mean(a) - mean(b) <= -margin; H1: mean(a) - mean(b) > -margin. ``a`` is non-inferior
+    when H0 is rejected at level ``alpha``, equivalently when the lower end of the one-sided
+    ``(1 - alpha)`` Welch confidence bound of the difference lies above ``-margin``.
+    Returns diff, lower (the bound), p_value, df, non_inferior.
+    """
+    a = np.asarray(a, dtype=float).ravel()
+    b = np.asarray(b, dtype=float).ravel()
+    if a.size < 2 or b.size < 2:
+        raise ValueError(f"a and b need at least 2 values each, got {a.size} and {b.size}")
+    if not margin >= 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    diff = a.mean() - b.mean()
+    se = np.sqrt(va + vb)
+    if se == 0:
+        ni = bool(diff > -margin)
+        return {"diff": float(diff), "lower": float(diff), "p_value": 0.0 if ni else 1.0, "df": float("nan"),
+                "non_inferior": ni}
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    tstat = (diff + margin) / se
+    p = float(_st.t.sf(tstat, df))
+    lower = diff - _st.t.ppf(1 - alpha, df) * se
+    return {"diff": float(diff), "lower": float(lower), "p_value": p, "df": float(df), "non_inferior": bool(p < alpha)}
+
+
+def indistinguishable(a, b, alpha: float = 0.05) -> dict[str, float | bool]:
+    """Two-sided Mann-Whitney U test of equal distributions; ``same`` when p >= alpha."""
+    a = np.asarray(a, dtype=float).ravel()
+    b = np.asarray(b, dtype=float).ravel()
+    if a.size < 2 or b.size < 2:
+        raise ValueError(f"a and b need at least 2 values each, got {a.size} and {b.size}")
+    if np.all(a == a[0]) and np.all(b == a[0]):
+        return {"U": float(a.size * b.size / 2), "p_value": 1.0, "same": True}
+    res = _st.mannwhitneyu(a, b, alternative="two-sided")
+    return {"U": float(res.statistic), "p_value": float(res.pvalue), "same": bool(res.pvalue >= alpha)}

@@ -1,0 +1,80 @@
+"""lowrank_es.stats against scipy / brute-force references."""
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from lowrank_es import stats
+
+
+@pytest.mark.parametrize("n", [4, 5, 7, 10, 23])
+def test_iqm_matches_scipy_trim_mean(n):
+    x = np.random.default_rng(n).normal(size=n) ** 3
+    assert stats.iqm(x) == pytest.approx(st.trim_mean(x, 0.25), rel=1e-12)
+
+
+def test_iqm_hand_example():
+    # sorted: 1 2 3 4 100 1000 -> drop one each side -> mean(2, 3, 4, 100)
+    assert stats.iqm([1000, 3, 1, 4, 2, 100]) == pytest.approx(27.25)
+
+
+def test_bootstrap_single_task_matches_scipy():
+    x = np.random.default_rng(0).normal(1.0, 2.0, size=30)
+    point, lo, hi = stats.stratified_bootstrap_ci(x, np.mean, reps=20000, seed=1)
+    ref = st.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", confidence_level=0.95,
+                       random_state=np.random.default_rng(2)).confidence_interval
+    width = ref.high - ref.low
+    assert point == pytest.approx(x.mean())
+    assert lo == pytest.approx(ref.low, abs=0.03 * width)
+    assert hi == pytest.approx(ref.high, abs=0.03 * width)
+
+
+def test_bootstrap_is_stratified_by_task():
+    # Each task is constant: resampling within tasks never changes the mean; pooled
+    # resampling across tasks would.
+    x = np.column_stack([np.zeros(5), np.ones(5), np.full(5, 3.0)])
+    point, lo, hi = stats.stratified_bootstrap_ci(x, np.mean, reps=500)
+    assert point == lo == hi == pytest.approx(4.0 / 3.0)
+
+
+def test_performance_profile_brute_force():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(size=(5, 4))
+    taus = np.linspace(0, 1, 11)
+    ref = [sum(v > t for v in x.ravel()) / x.size for t in taus]
+    np.testing.assert_allclose(stats.performance_profile(x, taus), ref)
+    prof, lo, hi = stats.performance_profile_ci(x, taus, reps=200)
+    assert np.all(lo <= prof + 1e-12) and np.all(prof <= hi + 1e-12)
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.1, 0.5])
+def test_non_inferiority_matches_welch_ttest(margin):
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(0.9, 0.1, size=5), rng.normal(1.0, 0.3, size=7)
+    res = stats.non_inferiority(a, b, margin)
+    ref = st.ttest_ind(a + margin, b, equal_var=False, alternative="greater")
+    assert res["p_value"] == pytest.approx(ref.pvalue, rel=1e-10)
+    assert res["non_inferior"] == (res["lower"] > -margin) == (ref.pvalue < 0.05)
+
+
+def test_non_inferiority_decides_both_ways():
+    b = np.array([1.0, 1.01, 0.99, 1.0, 1.02])
+    assert stats.non_inferiority(b - 0.02, b, margin=0.1)["non_inferior"]
+    assert not stats.non_inferiority(b - 0.3, b, margin=0.1)["non_inferior"]
+
+
+def test_mann_whitney_matches_scipy():
+    a, b = np.arange(6.0), np.arange(6.0) + 0.5
+    res = stats.indistinguishable(a, b)
+    assert res["p_value"] == pytest.approx(st.mannwhitneyu(a, b).pvalue)
+    assert res["same"]
+    assert not stats.indistinguishable(np.arange(8.0), np.arange(8.0) + 100)["same"]
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="margin"):
+        stats.non_inferiority([1, 2], [1, 2], margin=-1)
+    with pytest.raises(ValueError, match="alpha"):
+        stats.stratified_bootstrap_ci([1, 2, 3], alpha=2)
+    with pytest.raises(ValueError, match="best"):
+        stats.normalise([1.0], random=1.0, best=1.0)
