@@ -1,0 +1,165 @@
+"""LOQA: closed-form IPD quantities and the LOQA term against independent computations."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lowrank_es.games import ipd
+from lowrank_es.shaping import loqa
+
+GAMMA = 0.9
+
+
+def _pair(seed):
+    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+    return jax.random.normal(k1, (5,), jnp.float64), jax.random.normal(k2, (5,), jnp.float64)
+
+
+def test_tabular_values_match_ipd_closed_form():
+    with jax.enable_x64(True):
+        t1, t2 = _pair(0)
+        tab = loqa.tabular(t1, t2, GAMMA)
+        v1, v2 = ipd.exact_value(jax.nn.sigmoid(t1), jax.nn.sigmoid(t2), GAMMA)
+        np.testing.assert_allclose([tab.V1[0], tab.V2[0]], [v1, v2], rtol=1e-12)
+        s1, s2 = ipd.state_values(jax.nn.sigmoid(t1), jax.nn.sigmoid(t2), GAMMA)
+        np.testing.assert_allclose(tab.V1[1:], s1, rtol=1e-12)
+        np.testing.assert_allclose(tab.V2[1:], s2, rtol=1e-12)
+        # Discounted visitation sums to 1 / (1 - gamma).
+        np.testing.assert_allclose(tab.D.sum(), 1 / (1 - GAMMA), rtol=1e-12)
+
+
+def test_opponent_q_by_brute_force_enumeration():
+    """Q2(s, b) from a truncated brute-force sum over every joint trajectory."""
+    with jax.enable_x64(True):
+        t1, t2 = _pair(1)
+        p1, p2 = np.asarray(jax.nn.sigmoid(t1)), np.asarray(jax.nn.sigmoid(t2))
+        H = 6  # steps after the first one, enumerated exactly; the tail is bounded by gamma^H
+        g = 0.5
+        Q2 = np.asarray(loqa.opponent_q(t1, t2, g))
+        r2 = np.asarray(ipd.REWARD_2)
+        idx2 = [0, 1, 3, 2, 4]
+        for s in range(5):
+            for b in range(2):
+                total = 0.0
+                for a in range(2):
+                    pa = p1[s] if a == 0 else 1 - p1[s]
+                    first = 2 * a + b
+                    for seq in itertools.product(range(4), repeat=H):
+                        prob, val, state = pa, r2[first], 1 + first
+                        for k, ab in enumerate(seq):
+                            qa, qb = p1[state], p2[idx2[state]]
+                            prob *= (qa if ab // 2 == 0 else 1 - qa) * (qb if ab % 2 == 0 else 1 - qb)
+                            val += g ** (k + 1) * r2[ab]
+                            state = 1 + ab
+                        total += prob * val
+                # rewards lie in [-3, 0]: the neglected tail is within 3 g^(H+1) / (1 - g)
+                assert abs(Q2[s, b] - total) <= 3 * g ** (H + 1) / (1 - g) + 1e-9
+
+
+def _loqa_term_fd(t1, t2, tau, gamma, taken_only, h=1e-5):
+    """LOQA term by central finite differences of log pi_hat2 (or of Q2)."""
+    tab = loqa.tabular(t1, t2, gamma)
+    pa = jnp.stack([tab.q1, 1 - tab.q1], -1)
+    pb = jnp.stack([tab.q2, 1 - tab.q2], -1)
+    A1b = pa @ tab.Qab1.reshape(2, 2) - tab.V1[:, None]
+    w = tab.D[:, None] * pb * A1b
+    pi_hat = loqa.opponent_model(t1, t2, tau, gamma)
+    out = np.zeros(5)
+    for i in range(5):
+        e = jnp.zeros(5).at[i].set(h)
+        if taken_only:
+            dq = (loqa.opponent_q(t1 + e, t2, gamma) - loqa.opponent_q(t1 - e, t2, gamma)) / (2 * h)
+            out[i] = jnp.sum(w * (1 - pi_hat) / tau * dq)
+        else:
+            lp = lambda t: jnp.log(loqa.opponent_model(t, t2, tau, gamma))
+            out[i] = jnp.sum(w * (lp(t1 + e) - lp(t1 - e)) / (2 * h))
+    return out
+
+
+@pytest.mark.parametrize("taken_only", [False, True])
+@pytest.mark.parametrize("tau", [0.5, 3.0])
+def test_loqa_term_against_finite_differences(taken_only, tau):
+    with jax.enable_x64(True):
+        for seed in range(3):
+            t1, t2 = _pair(10 + seed)
+            got = loqa.loqa_term(t1, t2, tau, GAMMA, taken_only)
+            ref = _loqa_term_fd(t1, t2, tau, GAMMA, taken_only)
+            np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)
+
+
+def test_full_softmax_term_independent_of_model_factor():
+    """With b ~ pi2 and the on-policy baseline, the (1 - pi_hat2) factors cancel:
+    the full-softmax LOQA term equals sum_s D(s) sum_b pi2 A1(s, b) grad Q2(s, b) / tau."""
+    with jax.enable_x64(True):
+        t1, t2 = _pair(3)
+        tau = 0.7
+        tab = loqa.tabular(t1, t2, GAMMA)
+        pa = jnp.stack([tab.q1, 1 - tab.q1], -1)
+        pb = jnp.stack([tab.q2, 1 - tab.q2], -1)
+        w = tab.D[:, None] * pb * (pa @ tab.Qab1.reshape(2, 2) - tab.V1[:, None])
+        ref = jax.jacobian(lambda t: loqa.opponent_q(t, t2, GAMMA))(t1)  # (5, 2, 5)
+        ref = jnp.einsum("sb,sbi->i", w, ref) / tau
+        np.testing.assert_allclose(loqa.loqa_term(t1, t2, tau, GAMMA, taken_only=False), ref, rtol=1e-9, atol=1e-10)
+
+
+def test_naive_gradient_finite_differences_and_direction():
+    with jax.enable_x64(True):
+        t1, t2 = _pair(4)
+        h = 1e-6
+        v = lambda t: ipd.exact_value(jax.nn.sigmoid(t), jax.nn.sigmoid(t2), GAMMA)[0]
+        fd = np.array([(v(t1 + h * e) - v(t1 - h * e)) / (2 * h) for e in np.eye(5)])
+        np.testing.assert_allclose(loqa.naive_gradient(t1, t2, GAMMA), fd, rtol=1e-6)
+        cfg = loqa.LOQAConfig(tau=2.0, gamma=GAMMA, shaping=0.5, taken_only=True)
+        np.testing.assert_allclose(
+            loqa.direction(t1, t2, cfg), fd + 0.5 * loqa.loqa_term(t1, t2, 2.0, GAMMA, True), rtol=1e-6
+        )
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match="tau"):
+        loqa.LOQAConfig(tau=0.0)
+    with pytest.raises(ValueError, match="gamma"):
+        loqa.tabular(jnp.zeros(5), jnp.zeros(5), 1.0)
+    with pytest.raises(ValueError, match="theta1"):
+        loqa.tabular(jnp.zeros(4), jnp.zeros(5))
+
+
+def test_disc_suffix_hand_worked():
+    x = jnp.array([[1.0, 2.0, 4.0]])
+    # gamma 0.5: (1 + 0.5*2 + 0.25*4, 2 + 0.5*4, 4)
+    np.testing.assert_allclose(loqa._disc_suffix(x, 0.5), [[3.0, 4.0, 4.0]])
+
+
+def test_dice_surrogate_value_zero_gradient_is_discounted_score_sum():
+    """The differentiable part of the taken action's Q: value 0, and d/d logpi_j of the
+    entry at step t is gamma^(j-t) A2_j for j >= t (0 before t)."""
+    g = 0.8
+    A2 = jnp.array([[0.5, -1.0, 2.0, 0.25]])
+    lp0 = jnp.array([[-0.3, -1.2, -0.7, -0.1]])
+
+    def dice(lp):
+        return loqa._disc_suffix(A2 * (lp - jax.lax.stop_gradient(lp)), g)
+
+    np.testing.assert_allclose(dice(lp0), 0.0, atol=1e-7)
+    J = jax.jacobian(dice)(lp0)[0, :, 0, :]  # (t, j)
+    ref = np.array([[g ** (j - t) * float(A2[0, j]) if j >= t else 0.0 for j in range(4)] for t in range(4)])
+    np.testing.assert_allclose(J, ref, rtol=1e-6)
+
+
+def test_sampled_loqa_runs_with_replay():
+    from lowrank_es.shaping import naive
+
+    spec = naive.game_spec("coin", max_steps=10)
+    cfg = loqa.SampledLOQAConfig(n_envs=2, snapshot_every=2, buffer=2, replay_prob=0.5)
+    _, h1 = loqa.sampled_train(jax.random.PRNGKey(0), spec, cfg, 8)
+    assert h1["reward"].shape == (8, 2)
+    # no replay before the first snapshot interval has passed
+    assert not bool(h1["replayed"][:2].any())
+    # Coin Game rewards: every pick-up is +1 to the picker and -2 or 0 to the owner, so a
+    # step's reward lies in [-4, 2].
+    assert np.all(np.abs(np.asarray(h1["reward"])) <= 4.0)
+    with pytest.raises(ValueError, match="replay_prob"):
+        loqa.SampledLOQAConfig(replay_prob=1.5)
