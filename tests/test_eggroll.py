@@ -116,7 +116,7 @@ def test_same_seed_bitwise_identical_update():
 
 
 def test_noise_depends_on_generation_member_and_leaf():
-    es, state = _setup(1)
+    es, state = _setup(1, dtype=jnp.float32)
     n0 = es.member_noise(state, 0)
     n1 = es.member_noise(state, 1)  # the antithetic partner: same factors, opposite sign
     np.testing.assert_array_equal(n0[0]["W"].A, n1[0]["W"].A)
