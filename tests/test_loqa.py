@@ -130,7 +130,7 @@ def test_bad_input_raises():
 def test_disc_suffix_hand_worked():
     x = jnp.array([[1.0, 2.0, 4.0]])
     # gamma 0.5: (1 + 0.5*2 + 0.25*4, 2 + 0.5*4, 4)
-    np.testing.assert_allclose(loqa._disc_suffix(x, 0.5), [[3.0, 4.0, 4.0]])
+    np.testing.assert_allclose(loqa.returns_to_go(x, 0.5), [[3.0, 4.0, 4.0]])
 
 
 def test_dice_surrogate_value_zero_gradient_is_discounted_score_sum():
@@ -141,7 +141,7 @@ def test_dice_surrogate_value_zero_gradient_is_discounted_score_sum():
     lp0 = jnp.array([[-0.3, -1.2, -0.7, -0.1]])
 
     def dice(lp):
-        return loqa._disc_suffix(A2 * (lp - jax.lax.stop_gradient(lp)), g)
+        return loqa.returns_to_go(A2 * (lp - jax.lax.stop_gradient(lp)), g)
 
     np.testing.assert_allclose(dice(lp0), 0.0, atol=1e-7)
     J = jax.jacobian(dice)(lp0)[0, :, 0, :]  # (t, j)

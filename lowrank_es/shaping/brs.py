@@ -69,6 +69,7 @@ import optax
 from lowrank_es import best_response as br
 from lowrank_es.games import ipd
 from lowrank_es.models import mlp_apply, mlp_init
+from lowrank_es.shaping.naive import returns_to_go
 
 PyTree = Any
 
@@ -387,16 +388,6 @@ def coin_play(key: jax.Array, logits0, logits1, n_episodes: int, game_params) ->
     return jax.vmap(episode)(jax.random.split(key, n_episodes))
 
 
-def _rtg(rewards: jax.Array, gamma: float) -> jax.Array:
-    """Discounted returns-to-go along axis 1 of (n, T, ...)."""
-    def body(g, r):
-        g = r + gamma * g
-        return g, g
-
-    _, G = jax.lax.scan(body, jnp.zeros_like(rewards[:, 0]), jnp.swapaxes(rewards, 0, 1), reverse=True)
-    return jnp.swapaxes(G, 0, 1)
-
-
 def _logp(logits: jax.Array, a: jax.Array) -> jax.Array:
     return jnp.take_along_axis(jax.nn.log_softmax(logits), a[..., None], axis=-1)[..., 0]
 
@@ -414,7 +405,7 @@ def coin_detective_loss(det: PyTree, agent_params: PyTree, traj: dict, questions
     """REINFORCE loss of the detective (seat 1) on episodes against one agent."""
     ans = jax.lax.stop_gradient(question_answers(agent_params, questions, 0))
     lg = coin_detective_logits(det, traj["obs"][:, :, 1], ans)
-    G = _rtg(traj["rewards"][..., 1], cfg.gamma)
+    G = returns_to_go(traj["rewards"][..., 1], cfg.gamma)
     return -jnp.mean(_logp(lg, traj["actions"][:, :, 1]) * _adv(G)) - cfg.entropy * jnp.mean(_entropy(lg))
 
 
@@ -425,11 +416,11 @@ def coin_agent_loss(theta: PyTree, det: PyTree, traj: dict, sp_traj: dict, quest
     ans = question_answers(theta, questions, 0)
     lp_a = _logp(coin_agent_logits(theta, traj["obs"][:, :, 0]), traj["actions"][:, :, 0])
     lp_d = _logp(coin_detective_logits(jax.lax.stop_gradient(det), traj["obs"][:, :, 1], ans), traj["actions"][:, :, 1])
-    adv = jax.lax.stop_gradient(_adv(_rtg(traj["rewards"][..., 0], cfg.gamma)))
+    adv = jax.lax.stop_gradient(_adv(returns_to_go(traj["rewards"][..., 0], cfg.gamma)))
     loss = -jnp.mean((lp_a + lp_d) * adv)
     lg_sp = coin_agent_logits(theta, sp_traj["obs"])  # (n, T, 2, 4)
     lp_sp = _logp(lg_sp, sp_traj["actions"])  # (n, T, 2)
-    welfare = _rtg(sp_traj["rewards"].sum(-1), cfg.gamma)
+    welfare = returns_to_go(sp_traj["rewards"].sum(-1), cfg.gamma)
     adv_sp = jax.lax.stop_gradient(_adv(welfare))
     # both copies differentiated, weight 1/4 = one copy with weight 1/2 (same expectation)
     loss = loss - cfg.self_play * 0.25 * jnp.mean(lp_sp.sum(-1) * adv_sp)

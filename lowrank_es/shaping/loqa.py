@@ -32,6 +32,7 @@ import numpy as np
 import optax
 
 from lowrank_es.games import ipd
+from lowrank_es.shaping.naive import returns_to_go
 
 # --------------------------------------------------------------------------------------
 # Exact memory-1 IPD: closed-form values on the five-state chain
@@ -283,17 +284,6 @@ def _q(critic, obs: jax.Array, T: int) -> jax.Array:
     return mlp_apply(critic, jnp.concatenate([obs, t], -1))
 
 
-def _disc_suffix(x: jax.Array, gamma: float) -> jax.Array:
-    """``y_t = sum_{j>=t} gamma^(j-t) x_j`` along axis 1 of (n, T)."""
-
-    def body(acc, v):
-        acc = v + gamma * acc
-        return acc, acc
-
-    _, y = jax.lax.scan(body, jnp.zeros_like(x[:, 0]), jnp.swapaxes(x, 0, 1), reverse=True)
-    return jnp.swapaxes(y, 0, 1)
-
-
 def loqa_side_loss(me: dict, opp: dict, obs_me, obs_opp, a, b, r_me, r_opp, spec, cfg: SampledLOQAConfig):
     """LOQA loss of one side of a batch (n, T): actor loss with the opponent-model term,
     entropy bonus and the expected-SARSA critic loss against the target critic."""
@@ -306,7 +296,7 @@ def loqa_side_loss(me: dict, opp: dict, obs_me, obs_opp, a, b, r_me, r_opp, spec
     lp = jnp.take_along_axis(logpi, a[..., None], -1)[..., 0]
     ent = -jnp.sum(jnp.exp(logpi) * logpi, -1)
     # Own advantage with a baseline from the target critic.
-    G_me = _disc_suffix(r_me, g)
+    G_me = returns_to_go(r_me, g)
     Qt_me = jax.lax.stop_gradient(_q(me["target"], obs_me, T))
     V_me = jnp.sum(jax.lax.stop_gradient(jnp.exp(logpi)) * Qt_me, -1)
     A_me = jax.lax.stop_gradient(G_me - V_me)
@@ -314,9 +304,9 @@ def loqa_side_loss(me: dict, opp: dict, obs_me, obs_opp, a, b, r_me, r_opp, spec
     # Carlo return, differentiable in my policy through a DiCE-style surrogate.
     Qt_opp = jax.lax.stop_gradient(_q(opp["target"], obs_opp, T))
     pi_opp = jax.nn.softmax(naive.logits({"actor": opp["actor"]}, obs_opp, spec))
-    G_opp = _disc_suffix(r_opp, g)
+    G_opp = returns_to_go(r_opp, g)
     A_opp = jax.lax.stop_gradient(G_opp - jnp.sum(pi_opp * Qt_opp, -1))
-    dice = _disc_suffix(A_opp * (lp - jax.lax.stop_gradient(lp)), g)  # value 0, gradient sum_j g^(j-t) A2_j grad log pi1_j
+    dice = returns_to_go(A_opp * (lp - jax.lax.stop_gradient(lp)), g)  # value 0, gradient sum_j g^(j-t) A2_j grad log pi1_j
     q_taken = jax.lax.stop_gradient(G_opp) + dice
     onehot = jax.nn.one_hot(b, spec.n_choices)
     q_model = Qt_opp * (1 - onehot) + q_taken[..., None] * onehot
