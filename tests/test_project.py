@@ -22,7 +22,8 @@ def _pyproject_packages() -> set[str]:
 
 def _environment_packages() -> set[str]:
     names = set()
-    for line in (ROOT / "environment.yml").read_text().splitlines():
+    text = (ROOT / "environment.yml").read_text()
+    for line in text.split("\ndependencies:", 1)[1].splitlines():
         m = re.match(r"^\s+- ([A-Za-z0-9_.\-]+)", line)
         if m and not line.strip().startswith("- -e"):
             names.add(_name(m.group(1)))
