@@ -69,7 +69,7 @@ import optax
 from lowrank_es import best_response as br
 from lowrank_es.games import ipd
 from lowrank_es.models import mlp_apply, mlp_init
-from lowrank_es.shaping.naive import returns_to_go
+from lowrank_es.shaping.naive import GameSpec, play_episodes, returns_to_go
 
 PyTree = Any
 
@@ -368,24 +368,9 @@ def coin_play(key: jax.Array, logits0, logits1, n_episodes: int, game_params) ->
     """Play ``n_episodes`` episodes; ``logits_i(obs_i) -> (4,)`` for seat i. Returns obs (n, T, 2, 36),
     actions (n, T, 2), rewards (n, T, 2), picked_own / picked_other (n, T, 2)."""
     coin = _coin_mod()
-
-    def episode(k):
-        k0, kr = jax.random.split(k)
-        obs, state = coin.reset(k0, game_params)
-
-        def body(carry, kt):
-            obs, state = carry
-            ka, ks = jax.random.split(kt)
-            lg = jnp.stack([logits0(obs[0]), logits1(obs[1])])
-            a = jax.random.categorical(ka, lg).astype(jnp.int32)
-            obs2, state2, r, _, info = coin.step(ks, state, a, game_params)
-            return (obs2, state2), {"obs": obs, "actions": a, "rewards": r, "picked_own": info["picked_own"],
-                                    "picked_other": info["picked_other"]}
-
-        _, traj = jax.lax.scan(body, (obs, state), jax.random.split(kr, game_params.max_steps))
-        return traj
-
-    return jax.vmap(episode)(jax.random.split(key, n_episodes))
+    spec = GameSpec("coin", coin.reset, coin.step, game_params, coin.obs_size(game_params), (),
+                    coin.N_ACTIONS, game_params.max_steps)
+    return play_episodes(key, (logits0, logits1), spec, n_episodes)
 
 
 def _logp(logits: jax.Array, a: jax.Array) -> jax.Array:

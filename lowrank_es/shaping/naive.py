@@ -115,8 +115,9 @@ def _log_prob(lg: jax.Array, a: jax.Array, spec: GameSpec) -> jax.Array:
     return lp.sum(axis=tuple(range(-len(spec.action_shape), 0))) if spec.action_shape else lp
 
 
-def sample_episodes(key: jax.Array, agents: tuple[dict, dict], spec: GameSpec, n_envs: int) -> dict:
-    """Play ``n_envs`` episodes. Returns obs (n, T, 2, d), actions (n, T, 2, ...),
+def play_episodes(key: jax.Array, policies: tuple[Callable, Callable], spec: GameSpec, n_envs: int) -> dict:
+    """Play ``n_envs`` episodes with seat i acting from ``policies[i](obs_i) -> logits``
+    (``(*action_shape, n_choices)``). Returns obs (n, T, 2, d), actions (n, T, 2, ...),
     rewards (n, T, 2) and, for the Coin Game, picked_own / picked_other (n, T, 2)."""
 
     def episode(k):
@@ -126,7 +127,7 @@ def sample_episodes(key: jax.Array, agents: tuple[dict, dict], spec: GameSpec, n
         def body(carry, kt):
             obs, state = carry
             ka, ks = jax.random.split(kt)
-            lg = jnp.stack([logits(agents[0], obs[0], spec), logits(agents[1], obs[1], spec)])
+            lg = jnp.stack([policies[0](obs[0]), policies[1](obs[1])])
             a = jax.random.categorical(ka, lg).astype(jnp.int32)
             obs2, state2, r, _, info = spec.step(ks, state, a, spec.params)
             out = {"obs": obs, "actions": a, "rewards": r}
@@ -138,6 +139,12 @@ def sample_episodes(key: jax.Array, agents: tuple[dict, dict], spec: GameSpec, n
         return traj
 
     return jax.vmap(episode)(jax.random.split(key, n_envs))
+
+
+def sample_episodes(key: jax.Array, agents: tuple[dict, dict], spec: GameSpec, n_envs: int) -> dict:
+    """:func:`play_episodes` with two learner agents (MLP actors)."""
+    policies = (lambda o: logits(agents[0], o, spec), lambda o: logits(agents[1], o, spec))
+    return play_episodes(key, policies, spec, n_envs)
 
 
 def returns_to_go(rewards: jax.Array, gamma: float) -> jax.Array:
