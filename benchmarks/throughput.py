@@ -4,11 +4,13 @@ Three contenders run the *same* model on the *same* inputs, ``inputs[i]`` being 
 ``T`` tokens:
 
 1. ``inference``: plain batched inference of the mean parameters (``noise=None``), the ceiling;
-2. ``eggroll``: the EGGROLL population forward at rank ``r``: each member's low-rank noise is
-   regenerated from its key (``EGGROLL.member_noise``) once per generation, reused for its ``T``
-   tokens, and consumed by :func:`lowrank_es.eggroll.linear` without being materialised;
+2. ``eggroll``: the EGGROLL population forward at rank ``r`` (``EGGROLL.map_members``): each
+   antithetic pair's low-rank noise is regenerated from its key once per generation, shared by the
+   pair's two members (opposite signs), reused for their ``T`` tokens, and consumed by
+   :func:`lowrank_es.eggroll.linear` without being materialised;
 3. ``naive``: full-rank ES, ``W + sigma * E_i`` materialised per member
-   (:func:`lowrank_es.eggroll.materialise` with ``rank=None`` noise) and batch-multiplied.
+   (:func:`lowrank_es.eggroll.materialise` with ``rank=None`` noise, also drawn once per pair) and
+   batch-multiplied.
 
 Besides the forward pass, one whole ES generation (noise + forward + fitness shaping + update,
 ``EGGROLL.step``) is timed for 2 and 3. Throughput is in member-tokens per second
@@ -51,6 +53,8 @@ PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 MODELS = ("mlp", "mingru")
 RANKS = (1, 2, 4, 8, 16)
 RESULTS_NAME = "06_throughput__results.json"
+#: The accelerator run (merged from several processes with ``--merge``; see benchmarks/RESULTS.md).
+GPU_RESULTS_NAME = "06_throughput__results_gpu.json"
 
 #: The two targets of the topic (ratios measured in one run on one device).
 TARGET_VS_INFERENCE = {"model": "mlp", "hidden": 1024, "population": 1024, "rank": 1, "low": 0.9}
@@ -133,8 +137,7 @@ def eggroll_forward(model: Model, es: EGGROLL) -> Callable[[ESState, jax.Array],
     factored layers: (state, inputs (N, T, ...)) -> (N, T, out)."""
 
     def fwd(state: ESState, inputs: jax.Array) -> jax.Array:
-        members = jnp.arange(es.population)
-        return jax.vmap(lambda i, x: model.apply(state.params, x, es.member_noise(state, i)))(members, inputs)
+        return es.map_members(state, lambda p, n, i, x: model.apply(p, x, n), inputs)
 
     return fwd
 
@@ -144,10 +147,7 @@ def naive_forward(model: Model, es: EGGROLL) -> Callable[[ESState, jax.Array], j
     (state, inputs (N, T, ...)) -> (N, T, out). With ``es.rank=None`` this is full-rank ES."""
 
     def fwd(state: ESState, inputs: jax.Array) -> jax.Array:
-        members = jnp.arange(es.population)
-        return jax.vmap(lambda i, x: model.apply(materialise(state.params, es.member_noise(state, i)), x, None))(
-            members, inputs
-        )
+        return es.map_members(state, lambda p, n, i, x: model.apply(materialise(p, n), x, None), inputs)
 
     return fwd
 
@@ -163,20 +163,19 @@ def naive_generation(model: Model, es: EGGROLL) -> Callable[[ESState, jax.Array]
 
 
 def _population_noise(es: EGGROLL) -> Callable[[ESState], PyTree]:
-    """All members' noise, stacked (profiling: the RNG cost alone)."""
-    return lambda state: jax.vmap(lambda i: es.member_noise(state, i))(jnp.arange(es.population))
+    """Every draw's noise, stacked (num_pairs, ...) (profiling: the RNG cost alone)."""
+    return lambda state: jax.vmap(es.pair_noise, (None, 0))(state, jnp.arange(es.num_pairs))
 
 
-def _forward_given_noise(model: Model) -> Callable[[PyTree, PyTree, jax.Array], jax.Array]:
+def _forward_given_noise(model: Model, es: EGGROLL) -> Callable[[PyTree, PyTree, jax.Array], jax.Array]:
     """The factored forward with precomputed noise (profiling: the forward without the RNG)."""
-    return lambda params, noise, inputs: jax.vmap(lambda n, x: model.apply(params, x, n))(noise, inputs)
+    return lambda params, noise, inputs: es.map_members_given_noise(
+        params, noise, lambda p, n, i, x: model.apply(p, x, n), inputs)
 
 
 def _materialised_weights(es: EGGROLL) -> Callable[[ESState], PyTree]:
     """All members' materialised weights (profiling: naive ES's RNG + materialisation)."""
-    return lambda state: jax.vmap(lambda i: materialise(state.params, es.member_noise(state, i)))(
-        jnp.arange(es.population)
-    )
+    return lambda state: es.map_members(state, lambda p, n, i: materialise(p, n))
 
 
 def _forward_given_weights(model: Model) -> Callable[[PyTree, jax.Array], jax.Array]:
@@ -222,7 +221,15 @@ def device_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
         "jax_version": jax.__version__,
+        # Compiler flags change what is measured (e.g. GPU runs that turn XLA's Triton GEMMs off).
+        "xla_flags": os.environ.get("XLA_FLAGS") or None,
     }
+
+
+def host_times_meaningful() -> bool:
+    """Process CPU time measures the work only on the CPU backend; on an accelerator it is host
+    time (dispatch and waiting), so it is not recorded there."""
+    return jax.default_backend() == "cpu"
 
 
 def default_max_bytes() -> int:
@@ -330,7 +337,10 @@ def measure(fn: Callable, args: Sequence[Any], *, repeats: int = 5, max_bytes: i
     (times,) = time_programs([(compiled, args)], repeats=repeats)
     if times is None:  # pragma: no cover
         return {**rec, "status": "failed", "error": "run failed"}
-    return {**rec, "median_s": statistics.median(times[0]), "times_s": times[0], "cpu_times_s": times[1]}
+    out = {**rec, "median_s": statistics.median(times[0]), "times_s": times[0]}
+    if host_times_meaningful():
+        out["cpu_times_s"] = times[1]
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -389,7 +399,9 @@ def run_point(
     inputs = model.inputs(k_inputs, population, tokens, hidden, dtype)
     key = make_key(seed + 1, prng_impl)
     base = {"model": model.name, "hidden": hidden, "population": population, "tokens": tokens,
-            "param_floats": param_floats(params)}
+            "param_floats": param_floats(params),
+            # antithetic pairs share one draw: the population's noise is N/2 draws (EGGROLL.map_members)
+            "noise_draws": EGGROLL(sigma=sigma, population=population).num_pairs}
     work = population * tokens
 
     jobs: list[tuple[dict[str, Any], Callable, tuple]] = []
@@ -429,8 +441,9 @@ def run_point(
             if t is None:  # pragma: no cover
                 row.update(status="failed", error="run failed")
             else:
-                row.update(median_s=statistics.median(t[0]), times_s=t[0], cpu_times_s=t[1],
-                           cpu_median_s=statistics.median(t[1]), member_tokens_per_s=work / statistics.median(t[0]))
+                row.update(median_s=statistics.median(t[0]), times_s=t[0], member_tokens_per_s=work / statistics.median(t[0]))
+                if host_times_meaningful():
+                    row.update(cpu_times_s=t[1], cpu_median_s=statistics.median(t[1]))
         rows.append(row)
     return rows
 
@@ -464,7 +477,7 @@ def profile_point(
     state = es.init(make_key(seed + 1, prng_impl), params)
     out: dict[str, Any] = {"model": model.name, "hidden": hidden, "population": population, "tokens": tokens,
                            "rank": rank, "prng_impl": prng_impl,
-                           "noise_floats": population * noise_floats_per_member(params, rank)}
+                           "noise_floats": es.num_pairs * noise_floats_per_member(params, rank)}
 
     jobs: list[tuple[str, Callable, tuple]] = [("inference_s", inference_forward(model), (params, inputs))]
     if rank is None:
@@ -477,7 +490,7 @@ def profile_point(
     compiled_rng, rec = compile_program(rng_fn, (state,), max_bytes=max_bytes)
     if compiled_rng is not None:
         given = compiled_rng(state)  # the noise / weights, precomputed
-        arith = _forward_given_weights(model) if rank is None else _forward_given_noise(model)
+        arith = _forward_given_weights(model) if rank is None else _forward_given_noise(model, es)
         jobs.append(("arith_s", arith, (given, inputs) if rank is None else (params, given, inputs)))
     del compiled_rng
     programs, names = [], []
@@ -489,7 +502,8 @@ def profile_point(
             names.append(name)
     for name, t in zip(names, time_programs(programs, repeats=repeats, min_round_s=min_round_s)):
         out[name] = None if t is None else statistics.median(t[0])
-        out[name.replace("_s", "_cpu_s")] = None if t is None else statistics.median(t[1])
+        if host_times_meaningful():
+            out[name.replace("_s", "_cpu_s")] = None if t is None else statistics.median(t[1])
     if out["rng_s"]:
         out["normals_per_s"] = out["noise_floats"] / out["rng_s"]
     return out
@@ -584,8 +598,20 @@ def run(config: SweepConfig = SweepConfig(), *, log: Callable[[str], None] | Non
     return results
 
 
+def code_version() -> str | None:
+    """``git describe`` of the measured code (``-dirty`` with uncommitted changes), or None outside git."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def _header(config: SweepConfig, max_bytes: int) -> dict[str, Any]:
-    return {"schema": 1, **device_info(), "date": _dt.date.today().isoformat(),
+    return {"schema": 1, **device_info(), "date": _dt.date.today().isoformat(), "code_version": code_version(),
             "config": {**dataclasses.asdict(config), "max_bytes": max_bytes}}
 
 
@@ -725,8 +751,9 @@ def format_point(rows: list[dict[str, Any]]) -> str:
         extra = ""
         if q:
             f = lambda v: "n/a" if v is None else f"{v:.3g}x"
-            extra = (f"  vs inference {f(q['vs_inference'])} (cpu {f(q.get('vs_inference_cpu'))})"
-                     f"  vs naive {f(q['vs_naive'])} (cpu {f(q.get('vs_naive_cpu'))})")
+            cpu = lambda v: "" if v is None else f" (cpu {f(v)})"
+            extra = (f"  vs inference {f(q['vs_inference'])}{cpu(q.get('vs_inference_cpu'))}"
+                     f"  vs naive {f(q['vs_naive'])}{cpu(q.get('vs_naive_cpu'))}")
         lines.append(f"  {name:<13} {r['phase']:<10} {rate:<28} mem {mem:<10}{extra}")
     return "\n".join(lines)
 
@@ -736,9 +763,9 @@ def format_summary(results: dict[str, Any]) -> str:
     lines = [f"device: {results['device']}"]
     vi, vn = s.get("vs_inference"), s.get("vs_naive")
     if vi:
-        cpu = "n/a" if vi.get("ratio_cpu") is None else f"{vi['ratio_cpu']:.3g}x"
+        cpu = "" if vi.get("ratio_cpu") is None else f", {vi['ratio_cpu']:.3g}x CPU time"
         lines.append(f"EGGROLL rank-1 / inference at hidden {vi['hidden']}, population {vi['population']}: "
-                     f"{vi['ratio']:.3g}x wall, {cpu} CPU time (target >= {vi['target']:g}: {'met' if vi['holds'] else 'NOT met'})")
+                     f"{vi['ratio']:.3g}x wall{cpu} (target >= {vi['target']:g}: {'met' if vi['holds'] else 'NOT met'})")
     else:
         lines.append("EGGROLL rank-1 / inference: target point (hidden 1024, population 1024) not in this run")
     if vn:
@@ -778,6 +805,92 @@ def load_results(path: str | Path | None = None) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"no throughput results at {path}; run `python -m benchmarks.throughput`")
     return json.loads(path.read_text())
+
+
+_POINT_KEYS = ("model", "hidden", "population", "tokens", "contender", "rank", "phase")
+_HOST_TIME_KEYS = ("cpu_times_s", "cpu_median_s", "inference_cpu_s", "total_cpu_s", "rng_cpu_s", "arith_cpu_s")
+
+
+def _sweeps_of(row: dict[str, Any], configs: Sequence[dict[str, Any]]) -> list[str]:
+    """The sweeps a point lies on under any of ``configs`` (the rule of :meth:`SweepConfig.points`)."""
+    mlp = row["model"] == "mlp"
+    out = set()
+    for c in configs:
+        if row["model"] not in c["models"]:
+            continue
+        hs = c["hidden_sweep"] if mlp else c["mingru_hidden_sweep"]
+        ps = c["population_sweep"] if mlp else c["mingru_population_sweep"]
+        if hs and row["population"] == c["hidden_sweep_population"]:
+            out.add("hidden")
+        if ps and row["hidden"] == c["population_sweep_hidden"]:
+            out.add("population")
+    return sorted(out)
+
+
+def _sweeps_in(config: dict[str, Any], kind: str) -> bool:
+    """Whether a run's grid has a ``kind`` ("hidden" or "population") sweep for a model it ran."""
+    return bool(("mlp" in config["models"] and config[f"{kind}_sweep"])
+                or ("mingru" in config["models"] and config[f"mingru_{kind}_sweep"]))
+
+
+def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One results dict from several runs on the same device (e.g. a sweep split over processes,
+    so that a compiler crash at one point cannot lose the others).
+
+    Rows are concatenated; a point measured in several runs is taken from the first run that has
+    it, and the later measurements are kept under ``repeated_rows`` (a reproducibility check, not
+    mixed into the ratios). Each row's ``sweeps`` are recomputed from all the runs' grids, profiles
+    are concatenated, and the summary is recomputed. All rows of one point come from one run, so
+    its ratios stay paired.
+    On an accelerator, host CPU times are dropped (see :func:`host_times_meaningful`).
+    """
+    if not parts:
+        raise ValueError("merge_results needs at least one results dict, got none")
+    first = parts[0]
+    for q in parts[1:]:
+        for k in ("device", "jax_version", "xla_flags"):
+            if q.get(k) != first.get(k):
+                raise ValueError(f"cannot merge runs with different {k}: {first.get(k)!r} vs {q.get(k)!r}")
+    configs = [q["config"] for q in parts]
+    owner: dict[tuple, int] = {}  # point -> the run it is taken from
+    rows: list[dict[str, Any]] = []
+    repeated: list[dict[str, Any]] = []
+    for i, q in enumerate(parts):
+        for r in q["rows"]:
+            point = tuple(r.get(k) for k in _POINT_KEYS[:4])
+            if owner.setdefault(point, i) != i:
+                repeated.append({**r, "run": i})
+                continue
+            rows.append({**r, "sweeps": _sweeps_of(r, configs)})
+    profile = [p for q in parts for p in q.get("profile", [])]
+    if first.get("platform") != "cpu":
+        drop = lambda rs: [{k: v for k, v in r.items() if k not in _HOST_TIME_KEYS} for r in rs]
+        rows, repeated, profile = drop(rows), drop(repeated), drop(profile)
+    merged_config = dict(configs[0])
+    # The grid actually covered, read off the merged rows (a run's defaults for a model it did not
+    # run are not part of it).
+    for model, prefix in (("mlp", ""), ("mingru", "mingru_")):
+        for kind, axis in (("hidden", "hidden"), ("population", "population")):
+            merged_config[f"{prefix}{kind}_sweep"] = sorted({r[axis] for r in rows if r["model"] == model and kind in r["sweeps"]})
+    merged_config["models"] = sorted({r["model"] for r in rows})
+    merged_config["ranks"] = sorted({r["rank"] for r in rows if r["model"] == "mlp" and r["rank"] is not None})
+    merged_config["mingru_ranks"] = sorted({r["rank"] for r in rows if r["model"] == "mingru" and r["rank"] is not None})
+    merged_config["profile"] = bool(profile)
+    for field in ("hidden_sweep_population", "population_sweep_hidden"):
+        # the line each sweep runs on, from the run that swept it
+        kind = "hidden" if field == "hidden_sweep_population" else "population"
+        vals = {c[field] for c in configs if _sweeps_in(c, kind)}
+        if len(vals) > 1:
+            raise ValueError(f"runs disagree on {field}: {sorted(vals)}")
+        if vals:
+            merged_config[field] = vals.pop()
+    out = {k: v for k, v in first.items() if k not in ("rows", "summary", "profile", "config", "command", "wall_s", "partial")}
+    out.update(config=merged_config, rows=rows, profile=profile, repeated_rows=repeated,
+               merged_from=[{"command": q.get("command"), "config": q["config"], "wall_s": q.get("wall_s"),
+                             "partial": bool(q.get("partial"))} for q in parts],
+               wall_s=sum(q.get("wall_s") or 0.0 for q in parts))
+    out["summary"] = summarise(out)
+    return out
 
 
 def select(results: dict[str, Any], **match) -> list[dict[str, Any]]:
@@ -825,7 +938,7 @@ def plot_throughput(results: dict[str, Any], ax, *, model: str = "mlp", sweep: s
 
 def plot_memory(results: dict[str, Any], ax, *, model: str = "mlp", sweep: str = "hidden"):
     """Measured program memory (arguments + outputs + temporaries) next to the analytic noise
-    memory of the whole population, ``N r (m + n)`` vs ``N m n`` floats (4 bytes each)."""
+    memory of the population's draws, ``(N/2) r (m + n)`` vs ``(N/2) m n`` floats (4 bytes each)."""
     x = "hidden" if sweep == "hidden" else "population"
     ranks = results["config"]["ranks"]
     for c, r, style in (("k", None, "inference"), ("tab:blue", ranks[0], "eggroll"), ("tab:green", ranks[-1], "eggroll"),
@@ -836,9 +949,9 @@ def plot_memory(results: dict[str, Any], ax, *, model: str = "mlp", sweep: str =
             ax.plot(*zip(*pts), "-o", color=c, label=f"{label} (measured)")
         if style != "inference":
             rows = select(results, model=model, sweep=sweep, contender=style, phase="forward", rank=r)
-            ana = sorted((q[x], 4 * q["population"] * q["noise_floats_per_member"]) for q in rows)
+            ana = sorted((q[x], 4 * q.get("noise_draws", q["population"]) * q["noise_floats_per_member"]) for q in rows)
             if ana:
-                ax.plot(*zip(*ana), "--", color=c, alpha=0.8, label=f"{label}: N x noise floats x 4 B")
+                ax.plot(*zip(*ana), "--", color=c, alpha=0.8, label=f"{label}: draws x noise floats x 4 B")
     ax.axhline(results["config"]["max_bytes"], color="grey", ls=":", label="budget per program")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -919,6 +1032,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SweepConfig, argparse
     p.add_argument("--no-generation", action="store_true")
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--no-figure", action="store_true")
+    p.add_argument("--note", default=None, help="a remark stored in the results JSON (e.g. how the run was made)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="merge these results files of one device into --out (no measuring); see merge_results")
     a = p.parse_args(argv)
     cfg = QUICK if a.quick else SweepConfig()
     upd: dict[str, Any] = {}
@@ -944,10 +1060,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cfg, a = parse_args(argv)
     out = Path(a.out) if a.out else figures_dir() / RESULTS_NAME
     command = "python -m benchmarks.throughput " + " ".join(sys.argv[1:] if argv is None else argv)
-    partial_path = out.with_name(out.stem + ".partial.json")
-    results = run(cfg, on_point=lambda part: save_results({**part, "command": command}, partial_path))
-    results["command"] = command
-    partial_path.unlink(missing_ok=True)
+    if a.merge:
+        results = merge_results([load_results(f) for f in a.merge])
+        results["command"] = command
+    else:
+        partial_path = out.with_name(out.stem + ".partial.json")
+        results = run(cfg, on_point=lambda part: save_results({**part, "command": command}, partial_path))
+        results["command"] = command
+        partial_path.unlink(missing_ok=True)
+    if a.note:
+        results["note"] = a.note
     save_results(results, out)
     print(format_summary(results))
     print(f"wrote {out}")

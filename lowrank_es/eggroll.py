@@ -230,11 +230,9 @@ class EGGROLL:
     def member_noise(self, state: ESState, member: jax.Array) -> PyTree:
         """Noise of one member (a pytree like ``params`` of :class:`LowRank`/:class:`Dense`)."""
         member = jnp.asarray(member)
-        if self.antithetic:
-            pair, sign = member // 2, 1.0 - 2.0 * (member % 2)
-        else:
-            pair, sign = member, 1.0
-        return self._pair_noise(state.key, state.generation, pair, state.params, sign)
+        if not self.antithetic:
+            return self.pair_noise(state, member)
+        return _signed(self.pair_noise(state, member // 2), 1.0 - 2.0 * (member % 2))
 
     def member_params(self, state: ESState, member: jax.Array) -> PyTree:
         """Materialised parameters of one member (reference path; avoid in hot loops)."""
@@ -255,14 +253,60 @@ class EGGROLL:
         use :func:`linear` / :func:`embedding` / :func:`add` so nothing is materialised.
         Returns (N,).
         """
-        members = self._members(mesh)
-        return jax.vmap(lambda i: fitness_fn(state.params, self.member_noise(state, i), i))(members)
+        return self.map_members(state, fitness_fn, mesh=mesh)
 
-    def _members(self, mesh: jax.sharding.Mesh | None) -> jax.Array:
-        members = jnp.arange(self.population)
+    def pair_noise(self, state: ESState, pair: jax.Array) -> PyTree:
+        """The ``+`` noise of draw ``pair`` (members ``2 pair`` and ``2 pair + 1`` with antithetic
+        sampling, member ``pair`` without)."""
+        return self._pair_noise(state.key, state.generation, jnp.asarray(pair), state.params, 1.0)
+
+    def map_members(
+        self,
+        state: ESState,
+        fn: Callable[..., Any],
+        *xs: Any,
+        mesh: jax.sharding.Mesh | None = None,
+    ) -> Any:
+        """``fn(params, noise_i, i, *x_i)`` for every member ``i``, stacked on a leading axis (N, ...).
+
+        ``xs``: per-member inputs with leading axis N (e.g. each member's tokens). With antithetic
+        sampling the two members of a pair share one noise draw of opposite sign, so the noise is
+        generated once per pair (``num_pairs`` draws, not N) and the pair's two members are batched
+        over a sign axis: the values of :meth:`member_noise` at half the RNG work. The noise is
+        generated inside the vmapped function, so XLA never holds all of it at once.
+        """
+        draws = jnp.arange(self.num_pairs)
         if mesh is not None:
-            members = shard_population_axis(members, mesh)
-        return members
+            draws = shard_population_axis(draws, mesh)
+        return self._map_draws(state.params, lambda d: self.pair_noise(state, d), fn, draws, xs)
+
+    def map_members_given_noise(self, params: PyTree, noise: PyTree, fn: Callable[..., Any], *xs: Any) -> Any:
+        """As :meth:`map_members`, with every draw's ``+`` noise given, stacked (num_pairs, ...)
+        (e.g. ``jax.vmap(es.pair_noise, (None, 0))(state, jnp.arange(es.num_pairs))``)."""
+        return self._map_draws(params, lambda d: jax.tree_util.tree_map(lambda a: a[d], noise),
+                               fn, jnp.arange(self.num_pairs), xs)
+
+    def _map_draws(self, params: PyTree, noise_of: Callable[[jax.Array], PyTree], fn: Callable[..., Any],
+                   draws: jax.Array, xs: tuple) -> Any:
+        N = self.population
+        for x in jax.tree_util.tree_leaves(xs):
+            if jnp.ndim(x) < 1 or jnp.shape(x)[0] != N:
+                raise ValueError(f"xs must have leading axis population = {N}, got shape {jnp.shape(x)}")
+        if not self.antithetic:
+            return jax.vmap(lambda d, *x: fn(params, noise_of(d), d, *x))(draws, *xs)
+        xs = jax.tree_util.tree_map(lambda x: jnp.reshape(x, (self.num_pairs, 2) + jnp.shape(x)[1:]), xs)
+        signs = jnp.array([1.0, -1.0])
+
+        def pair(d, *x_pair):
+            noise = noise_of(d)  # one draw, shared (not batched) by the pair's two members
+
+            def member(sign, j, *x):
+                return fn(params, _signed(noise, sign), 2 * d + j, *x)
+
+            return jax.vmap(member)(signs, jnp.arange(2), *x_pair)
+
+        out = jax.vmap(pair)(draws, *xs)
+        return jax.tree_util.tree_map(lambda y: jnp.reshape(y, (N,) + jnp.shape(y)[2:]), out)
 
     # -- update -------------------------------------------------------------------
 
@@ -275,7 +319,7 @@ class EGGROLL:
         if mesh is not None:
             pairs = shard_population_axis(pairs, mesh)
             w = shard_population_axis(w, mesh)
-        noise = jax.vmap(lambda p: self._pair_noise(state.key, state.generation, p, state.params, 1.0))(pairs)
+        noise = jax.vmap(lambda p: self.pair_noise(state, p))(pairs)
         # scale = sigma / sqrt(r) (or sigma): dividing by sigma leaves E's own 1/sqrt(r).
         denom = self.population * self.sigma * self.sigma
 
@@ -317,6 +361,12 @@ class EGGROLL:
         new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, state)
         new = new._replace(generation=state.generation + 1)
         return new, {**metrics, "nonfinite": ~finite}
+
+
+def _signed(noise: PyTree, sign: jax.Array | float) -> PyTree:
+    """The antithetic partner's noise: the same draw with its scale times ``sign`` (+-1, exact)."""
+    return jax.tree_util.tree_map(lambda n: n._replace(scale=n.scale * jnp.asarray(sign, n.scale.dtype)),
+                                  noise, is_leaf=lambda n: isinstance(n, (LowRank, Dense)))
 
 
 def _tell(es: EGGROLL, state: ESState, fitness: jax.Array, mesh) -> tuple[ESState, dict[str, jax.Array]]:

@@ -239,3 +239,40 @@ def test_sample_factors_shapes_and_errors():
     for bad in (0, 5, 2.5):
         with pytest.raises(ValueError, match=r"rank must be an integer in \[1, min\(m, n\)\] = \[1, 4\]"):
             eggroll.sample_factors(jax.random.PRNGKey(0), 6, 4, bad)
+
+
+@pytest.mark.parametrize("antithetic", [True, False])
+@pytest.mark.parametrize("rank", [1, 3, None])
+def test_map_members_draws_each_pair_once_with_member_noise_values(antithetic, rank):
+    """map_members (noise drawn once per antithetic pair) gives every member exactly the noise of
+    member_noise, and the member forward of the per-member reference."""
+    es = EGGROLL(sigma=0.1, population=6, rank=rank, antithetic=antithetic)
+    params = mlp_init(jax.random.PRNGKey(0), [5, 7, 4])
+    state = es.init(jax.random.PRNGKey(1), params)
+    xs = jax.random.normal(jax.random.PRNGKey(2), (6, 3, 5))
+    noise = es.map_members(state, lambda p, n, i: n)
+    ref = jax.vmap(lambda i: es.member_noise(state, i))(jnp.arange(6))
+    for a, b in zip(jax.tree_util.tree_leaves(noise), jax.tree_util.tree_leaves(ref)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert es.map_members(state, lambda p, n, i: i).tolist() == list(range(6))
+    out = jax.jit(lambda s, x: es.map_members(s, lambda p, n, i, xi: mlp_apply(p, xi, n), x))(state, xs)
+    want = np.stack([np.asarray(mlp_apply(params, xs[i], es.member_noise(state, i))) for i in range(6)])
+    np.testing.assert_allclose(np.asarray(out), want, rtol=1e-5, atol=1e-6)
+    # the same, with every draw's noise precomputed
+    draws = jax.vmap(es.pair_noise, (None, 0))(state, jnp.arange(es.num_pairs))
+    given = es.map_members_given_noise(params, draws, lambda p, n, i, xi: mlp_apply(p, xi, n), xs)
+    np.testing.assert_allclose(np.asarray(given), want, rtol=1e-5, atol=1e-6)
+    # the antithetic partner is the same draw with the opposite sign
+    if antithetic:
+        for a, b in zip(jax.tree_util.tree_leaves(es.member_noise(state, 2)), jax.tree_util.tree_leaves(es.member_noise(state, 3))):
+            if a.ndim:
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+            else:
+                assert float(a) == -float(b)
+
+
+def test_map_members_rejects_inputs_without_the_population_axis():
+    es = EGGROLL(sigma=0.1, population=4, rank=1)
+    state = es.init(jax.random.PRNGKey(1), mlp_init(jax.random.PRNGKey(0), [3, 2]))
+    with pytest.raises(ValueError, match="leading axis population = 4"):
+        es.map_members(state, lambda p, n, i, x: x, jnp.zeros((3, 2)))

@@ -217,3 +217,53 @@ def test_bad_input_raises_value_error(kwargs, name):
         tp.run_point("mlp", args.pop("hidden"), args.pop("population"), **args)
     with pytest.raises(ValueError, match="model"):
         tp.get_model("transformer")
+
+
+def _part(rows, device="gpu:test", **config):
+    base = dict(models=["mlp"], hidden_sweep=[], hidden_sweep_population=256, population_sweep=[],
+                population_sweep_hidden=1024, mingru_hidden_sweep=[256], mingru_population_sweep=[],
+                ranks=[1], mingru_ranks=[1, 4, 16], profile=False)
+    return {"device": device, "platform": device.split(":")[0], "jax_version": "0", "config": {**base, **config},
+            "rows": rows, "profile": [], "wall_s": 1.0}
+
+
+def test_merge_relabels_sweeps_keeps_first_run_and_drops_host_times():
+    h = lambda hidden, pop, times: {**_row("inference", None, "forward", times, hidden=hidden, population=pop),
+                                    "cpu_times_s": times}
+    a = _part([h(4, 2, [1.0, 1.0, 1.0]), h(8, 2, [2.0, 2.0, 2.0])], hidden_sweep=[4, 8], hidden_sweep_population=2,
+              population_sweep_hidden=8)
+    b = _part([h(8, 4, [3.0, 3.0, 3.0])], population_sweep=[4], population_sweep_hidden=8)
+    again = _part([h(8, 2, [9.0, 9.0, 9.0])], hidden_sweep=[8], hidden_sweep_population=2)
+    m = tp.merge_results([a, b, again])
+    sweeps = {(r["hidden"], r["population"]): r["sweeps"] for r in m["rows"]}
+    # (8, 2) lies on a's hidden line (population 2) and on b's population line (hidden 8).
+    assert sweeps == {(4, 2): ["hidden"], (8, 2): ["hidden", "population"], (8, 4): ["population"]}
+    assert m["config"]["hidden_sweep"] == [4, 8] and m["config"]["population_sweep"] == [2, 4]
+    # The repeated point is taken from the first run; the repeat is kept aside, not averaged in.
+    assert [r["times_s"] for r in m["rows"] if (r["hidden"], r["population"]) == (8, 2)] == [[2.0, 2.0, 2.0]]
+    assert [r["times_s"] for r in m["repeated_rows"]] == [[9.0, 9.0, 9.0]] and m["repeated_rows"][0]["run"] == 2
+    # Host CPU time is not the work on an accelerator: dropped.
+    assert all("cpu_times_s" not in r for r in m["rows"] + m["repeated_rows"])
+    assert len(m["merged_from"]) == 3 and m["summary"]["vs_inference"] is None
+
+
+def test_merge_refuses_runs_of_different_devices():
+    with pytest.raises(ValueError, match="device"):
+        tp.merge_results([_part([], device="gpu:a"), _part([], device="gpu:b")])
+    with pytest.raises(ValueError, match="at least one"):
+        tp.merge_results([])
+
+
+def test_committed_gpu_results_are_a_gpu_sweep_and_feed_the_gpu_claims():
+    from lowrank_es import claims
+
+    res = tp.load_results(tp.figures_dir() / tp.GPU_RESULTS_NAME)
+    assert res["platform"] == "gpu" and res["device"].startswith("gpu:")
+    assert max(res["config"]["hidden_sweep"]) >= 4096 and max(res["config"]["population_sweep"]) >= 8192
+    assert not any("cpu_times_s" in r for r in res["rows"])
+    for cid, key in (("eggroll.throughput.vs_inference_gpu", "vs_inference"), ("eggroll.throughput.vs_naive_gpu", "vs_naive")):
+        rec = claims.evaluate(cid, record=False)
+        assert rec["device"] == res["device"] == rec["details"]["measured_on"]
+        assert rec["measured"] == pytest.approx(res["summary"][key]["ratio"])
+    with pytest.raises(ValueError, match="measured on a GPU"):
+        claims.evaluate("eggroll.throughput.vs_naive_gpu", results=tp.load_results(), record=False)

@@ -165,7 +165,8 @@ def evaluate(
         "uncertainty": None if m.uncertainty is None else _finite_or_none(float(m.uncertainty)),
         "target": tgt.describe(),
         "holds": bool(tgt.contains(measured)),
-        "device": device_name(),
+        # A claim read from recorded results (e.g. a GPU benchmark) names where it was measured.
+        "device": str(m.details.get("measured_on") or device_name()),
         "seeds": int(m.seeds),
         "measured_at": _dt.date.today().isoformat(),
         "quick": claim.quick,

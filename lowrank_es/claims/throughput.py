@@ -17,15 +17,24 @@ from lowrank_es.claims.registry import Measurement, Target, register
 from lowrank_es.paths import figures_dir
 
 RESULTS_NAME = "06_throughput__results.json"
+GPU_RESULTS_NAME = "06_throughput__results_gpu.json"
 
 
-def _load(results: dict[str, Any] | None, path: str | Path | None) -> dict[str, Any]:
+def _load(results: dict[str, Any] | None, path: str | Path | None, name: str = RESULTS_NAME) -> dict[str, Any]:
     if results is not None:
         return results
-    path = Path(path) if path is not None else figures_dir() / RESULTS_NAME
+    path = Path(path) if path is not None else figures_dir() / name
     if not path.exists():
-        raise FileNotFoundError(f"no throughput results at {path}; run `python -m benchmarks.throughput`")
+        raise FileNotFoundError(f"no throughput results at {path}; run `python -m benchmarks.throughput`"
+                                + (" on a GPU (benchmarks/RESULTS.md gives the command)" if name == GPU_RESULTS_NAME else ""))
     return json.loads(path.read_text())
+
+
+def _gpu_results(results: dict[str, Any] | None, path: str | Path | None) -> dict[str, Any]:
+    res = _load(results, path, GPU_RESULTS_NAME)
+    if res.get("platform") != "gpu":
+        raise ValueError(f"the GPU throughput claims need results measured on a GPU, got device {res.get('device')!r}")
+    return res
 
 
 def _round_spread(res: dict[str, Any], s: dict[str, Any], other: str) -> float | None:
@@ -88,3 +97,32 @@ def vs_inference(results: dict[str, Any] | None = None, path: str | Path | None 
 def vs_naive(results: dict[str, Any] | None = None, path: str | Path | None = None) -> Measurement:
     """EGGROLL rank-1 forward / naive ES forward throughput at the largest naive size that ran."""
     return _measurement(_load(results, path), "vs_naive")
+
+
+@register(
+    "eggroll.throughput.vs_inference_gpu",
+    paper="EGGROLL",
+    statement="On a GPU, the rank-1 EGGROLL population forward runs at >= 0.9x the throughput of plain "
+    "batched inference (the paper: close to pure batch inference), MLP, hidden 1024, population 1024, "
+    "8 tokens per member, float32 XLA kernels (device in details.measured_on)",
+    target=Target(low=0.9, text="EGGROLL r=1 / inference throughput >= 0.9 on a GPU"),
+    quick=False,
+    notebook="06_throughput",
+)
+def vs_inference_gpu(results: dict[str, Any] | None = None, path: str | Path | None = None) -> Measurement:
+    """As ``eggroll.throughput.vs_inference``, read from the GPU results."""
+    return _measurement(_gpu_results(results, path), "vs_inference")
+
+
+@register(
+    "eggroll.throughput.vs_naive_gpu",
+    paper="EGGROLL",
+    statement="On a GPU, the rank-1 EGGROLL population forward is >= 10x faster than naive full-rank ES "
+    "at the largest size naive ES fits in the memory budget (MLP; device in details.measured_on)",
+    target=Target(low=10.0, text="EGGROLL r=1 / naive ES throughput >= 10 on a GPU"),
+    quick=False,
+    notebook="06_throughput",
+)
+def vs_naive_gpu(results: dict[str, Any] | None = None, path: str | Path | None = None) -> Measurement:
+    """As ``eggroll.throughput.vs_naive``, read from the GPU results."""
+    return _measurement(_gpu_results(results, path), "vs_naive")
