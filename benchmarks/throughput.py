@@ -295,8 +295,11 @@ def time_programs(programs: Sequence[tuple[Any, Sequence[Any]]], *, repeats: int
                   min_round_s: float = 0.0) -> list[tuple[list[float], list[float]] | None]:
     """Time compiled programs in interleaved rounds after one excluded warm-up call each,
     blocking on every result. Interleaving makes load from other processes hit all contenders
-    alike. A program faster than ``min_round_s`` is called ``k`` times back to back per round
-    (``k`` from its warm-up time) and the round's time divided by ``k``. Returns per program
+    alike. Within a round each program first runs untimed for as long as its timed block, so it
+    does not pay for the after-effects of the program timed before it (on the 2-core CPU, plain
+    inference timed right after naive ES, which frees gigabytes of materialised weights, ran about
+    1.5x slower for the next ~100 ms). A program faster than ``min_round_s`` is called ``k`` times back to back
+    per round (``k`` from its warm-up time) and the round's time divided by ``k``. Returns per program
     ``(wall, cpu)``: ``repeats`` wall-clock seconds per call and the process CPU seconds per call
     (all threads; on a CPU backend the work done, which other processes' load does not inflate
     the way it inflates wall time), or None for a program that failed at run time."""
@@ -319,6 +322,9 @@ def time_programs(programs: Sequence[tuple[Any, Sequence[Any]]], *, repeats: int
             k = calls[j]
             if k is None:
                 continue
+            for _ in range(k):  # untimed, as long as the timed block: let the previous program's after-effects settle
+                out = compiled(*args)
+            jax.block_until_ready(out)
             c, t = time.process_time(), time.perf_counter()
             for _ in range(k):
                 out = compiled(*args)
@@ -784,6 +790,54 @@ def format_summary(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown_tables(results: dict[str, Any]) -> str:
+    """The forward table (throughput per contender, r=1 ratios) and the generation + memory table
+    of ``results``, in Markdown (what benchmarks/RESULTS.md shows)."""
+    rows = [r for r in results["rows"] if r["phase"] == "forward"]
+    rat = {(q["model"], q["hidden"], q["population"], q["rank"], q["phase"]): q for q in results["summary"]["ratios"]}
+    ranks = sorted({r["rank"] for r in rows if r["contender"] == "eggroll"})
+    points = sorted({(r["model"], r["hidden"], r["population"]) for r in rows},
+                    key=lambda p: (p[0] != "mlp", p[0], p[1] * p[1] * p[2]))
+    host = any(q.get("vs_inference_cpu") is not None for q in rat.values())
+    both = (lambda a, b: "—" if a is None else f"{a:.3g}" + ("" if not host else ", —" if b is None else f", {b:.3g}"))
+    unit = " (wall, CPU)" if host else ""
+
+    def cell(model, h, p, contender, rank=None, phase="forward"):
+        r = _find(results["rows"], model=model, hidden=h, population=p, contender=contender, rank=rank, phase=phase)
+        if r is not None:
+            return f"{r['member_tokens_per_s']:.3g}"
+        r = next((x for x in results["rows"] if (x["model"], x["hidden"], x["population"], x["contender"], x["rank"],
+                                                   x["phase"]) == (model, h, p, contender, rank, phase)), None)
+        return "—" if r is None else r.get("status", "?")
+
+    def mem(model, h, p, contender, rank=None):
+        r = next((x for x in results["rows"] if (x["model"], x["hidden"], x["population"], x["contender"], x["rank"],
+                                                   x["phase"]) == (model, h, p, contender, rank, "forward")), None)
+        if r is None or not r.get("memory"):
+            return "—"
+        return fmt_bytes(r["memory"]["total"]) + ("" if r.get("status") == "ok" else f" ({r.get('status')})")
+
+    head = (["model", "hidden", "population", "inference"] + [f"EGGROLL r={k}" for k in ranks]
+            + ["naive ES", f"r=1 / inference{unit}", f"r=1 / naive{unit}"])
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, h, p in points:
+        q = rat.get((m, h, p, 1, "forward"), {})
+        out.append("| " + " | ".join([m, str(h), str(p), cell(m, h, p, "inference")]
+                                     + [cell(m, h, p, "eggroll", k) for k in ranks] + [cell(m, h, p, "naive")]
+                                     + [both(q.get("vs_inference"), q.get("vs_inference_cpu")),
+                                        both(q.get("vs_naive"), q.get("vs_naive_cpu"))]) + " |")
+    head = ["model", "hidden", "population", "EGGROLL r=1 generation", "naive ES generation", f"ratio{unit}",
+            "memory r=1 fwd", "memory naive fwd"]
+    out += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, h, p in points:
+        q = rat.get((m, h, p, 1, "generation"), {})
+        out.append("| " + " | ".join([m, str(h), str(p), cell(m, h, p, "eggroll", 1, "generation"),
+                                      cell(m, h, p, "naive", None, "generation"),
+                                      both(q.get("vs_naive"), q.get("vs_naive_cpu")),
+                                      mem(m, h, p, "eggroll", 1), mem(m, h, p, "naive")]) + " |")
+    return "\n".join(out)
+
+
 def _json_default(x: Any) -> Any:
     if isinstance(x, np.generic):
         return x.item()
@@ -1032,6 +1086,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SweepConfig, argparse
     p.add_argument("--no-generation", action="store_true")
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--no-figure", action="store_true")
+    p.add_argument("--tables", default=None, metavar="JSON", help="print the Markdown tables of a results file and exit")
     p.add_argument("--note", default=None, help="a remark stored in the results JSON (e.g. how the run was made)")
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                    help="merge these results files of one device into --out (no measuring); see merge_results")
@@ -1058,6 +1113,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SweepConfig, argparse
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cfg, a = parse_args(argv)
+    if a.tables:
+        results = load_results(a.tables)
+        print(markdown_tables(results))
+        return results
     out = Path(a.out) if a.out else figures_dir() / RESULTS_NAME
     command = "python -m benchmarks.throughput " + " ".join(sys.argv[1:] if argv is None else argv)
     if a.merge:

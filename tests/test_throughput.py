@@ -267,3 +267,18 @@ def test_committed_gpu_results_are_a_gpu_sweep_and_feed_the_gpu_claims():
         assert rec["measured"] == pytest.approx(res["summary"][key]["ratio"])
     with pytest.raises(ValueError, match="measured on a GPU"):
         claims.evaluate("eggroll.throughput.vs_naive_gpu", results=tp.load_results(), record=False)
+
+
+def test_markdown_tables_show_every_point_and_skipped_contenders():
+    rows = _synthetic_rows()
+    res = {"rows": rows}
+    res["summary"] = tp.summarise(res)
+    md = tp.markdown_tables(res)
+    fwd, gen = md.split("\n\n")
+    lines = fwd.splitlines()
+    assert lines[0].startswith("| model | hidden | population | inference | EGGROLL r=1 | naive ES")
+    # one line per point (hidden 4, 8, 16), ratios from the paired rounds
+    assert len(lines) == 2 + 3
+    assert "| mlp | 8 | 2 | 2 | 1 | 0.0667 | 0.5 | 30 |" in lines  # median(1/1, 1/2, 1/3), median(30, 5, 30)
+    assert "| mlp | 16 | 2 | — | — | skipped | — | — |" in lines
+    assert len(gen.splitlines()) == 2 + 3
