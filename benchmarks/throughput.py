@@ -799,8 +799,8 @@ def format_summary(results: dict[str, Any]) -> str:
 
 
 def markdown_tables(results: dict[str, Any]) -> str:
-    """The forward table (throughput per contender, r=1 ratios) and the generation + memory table
-    of ``results``, in Markdown (what benchmarks/RESULTS.md shows)."""
+    """The forward table (throughput per contender, r=1 ratios), the generation + memory table and,
+    when profiled, the RNG / arithmetic split of ``results``, in Markdown (benchmarks/RESULTS.md)."""
     rows = [r for r in results["rows"] if r["phase"] == "forward"]
     rat = {(q["model"], q["hidden"], q["population"], q["rank"], q["phase"]): q for q in results["summary"]["ratios"]}
     ranks = sorted({r["rank"] for r in rows if r["contender"] == "eggroll"})
@@ -843,6 +843,20 @@ def markdown_tables(results: dict[str, Any]) -> str:
                                       cell(m, h, p, "naive", None, "generation"),
                                       both(q.get("vs_naive"), q.get("vs_naive_cpu")),
                                       mem(m, h, p, "eggroll", 1), mem(m, h, p, "naive")]) + " |")
+    if results.get("profile"):
+        host = any(q.get("inference_cpu_s") is not None for q in results["profile"])
+        keys = ("inference_s", "total_s", "rng_s", "arith_s")
+        head = (["contender", "PRNG", "hidden / population", "inference", "total", "RNG alone", "arithmetic alone"]
+                + (["inference (CPU)", "total (CPU)", "RNG (CPU)", "arith. (CPU)"] if host else []) + ["normals / s"])
+        out += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        ms = lambda v: "—" if v is None else f"{v * 1e3:.4g} ms"
+        for q in results["profile"]:
+            cells = ["naive" if q["rank"] is None else f"EGGROLL r={q['rank']}", q["prng_impl"],
+                     f"{q['hidden']} / {q['population']}"] + [ms(q.get(k)) for k in keys]
+            if host:
+                cells += [ms(q.get(k.replace("_s", "_cpu_s"))) for k in keys]
+            cells.append("—" if not q.get("normals_per_s") else f"{q['normals_per_s']:.3g}")
+            out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
