@@ -81,6 +81,17 @@ def performance_profile_ci(scores, taus, *, reps: int = 1000, alpha: float = 0.0
     return performance_profile(x, taus), lo, hi
 
 
+def fraction_se(hits) -> float:
+    """Standard error of a success fraction over ``n`` seeds, from the (k + 1) / (n + 2) estimate
+    so that 0 of n and n of n still get a non-zero uncertainty (the plain binomial SE is 0 there)."""
+    hits = np.asarray(hits, dtype=bool).ravel()
+    n = hits.size
+    if n == 0:
+        raise ValueError("hits must hold at least one seed, got none")
+    q = (hits.sum() + 1) / (n + 2)
+    return float(np.sqrt(q * (1 - q) / n))
+
+
 def non_inferiority(a, b, margin: float, alpha: float = 0.05) -> dict[str, float | bool]:
     """One-sided Welch test that method ``a`` is not worse than ``b`` by more than ``margin``.
 

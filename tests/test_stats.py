@@ -78,3 +78,12 @@ def test_bad_input():
         stats.stratified_bootstrap_ci([1, 2, 3], alpha=2)
     with pytest.raises(ValueError, match="best"):
         stats.normalise([1.0], random=1.0, best=1.0)
+
+
+def test_fraction_se_is_the_smoothed_binomial_se_and_never_zero():
+    # (k + 1) / (n + 2): 5 of 5 -> q = 6/7; 2 of 4 -> q = 1/2
+    assert stats.fraction_se([True] * 5) == pytest.approx(np.sqrt(6 / 7 * 1 / 7 / 5))
+    assert stats.fraction_se([0, 1, 1, 0]) == pytest.approx(np.sqrt(0.25 / 4))
+    assert stats.fraction_se([False] * 50) > 0
+    with pytest.raises(ValueError, match="at least one seed"):
+        stats.fraction_se([])

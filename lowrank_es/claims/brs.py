@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from lowrank_es.claims.registry import Measurement, Target, register
+from lowrank_es.stats import fraction_se
 
 NOTEBOOK = "13_best_response_shaping"
 
@@ -46,7 +47,7 @@ def _ipd_reciprocity(p=None) -> Measurement:
     p = np.asarray(p)
     ok = tft_like(p)
     f = float(ok.mean())
-    return Measurement(measured=f, uncertainty=float(np.sqrt(max(f * (1 - f), 1e-12) / len(ok))), seeds=len(ok),
+    return Measurement(measured=f, uncertainty=fraction_se(ok), seeds=len(ok),
                        details={"p": np.round(p, 3).tolist(),
                                 "p_CD_max": float(p[:, 2].max()), "p_DD_max": float(p[:, 4].max())})
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lowrank_es.claims.registry import Measurement, Target, register
+from lowrank_es.stats import fraction_se
 from lowrank_es.games import ipd, negotiation
 from lowrank_es.shaping import common, lola, naive
 
@@ -45,14 +46,6 @@ def run_exact(learner: str, seed: int = 0, n: int = 50, lr: float = IPD_LR, step
     return common.simulate_exact(d, d, t1, t2, lr, steps)
 
 
-def _binomial_se(hits: np.ndarray) -> float:
-    """Standard error of a success fraction, with the (k+1)/(n+2) estimate so that 0 % and
-    100 % still get a non-zero uncertainty."""
-    n = len(hits)
-    q = (np.sum(hits) + 1) / (n + 2)
-    return float(np.sqrt(q * (1 - q) / n))
-
-
 def final_rewards(tr1, tr2, gamma=ipd.GAMMA):
     """Per-step rewards (n, 2) and final policies (n, 5) of both players of trajectories."""
     p1, p2 = common.policy(tr1[:, -1]), common.policy(tr2[:, -1])
@@ -73,7 +66,7 @@ def naive_defects(trajectories=None) -> Measurement:
     ok = np.all(r <= -1.9, axis=1)
     n = len(ok)
     frac = float(ok.mean())
-    return Measurement(measured=frac, uncertainty=_binomial_se(ok), seeds=n,
+    return Measurement(measured=frac, uncertainty=fraction_se(ok), seeds=n,
                        details={"reward_per_step_mean": float(r.mean()), "reward_per_step_std": float(r.std())})
 
 
@@ -96,7 +89,7 @@ def lola_reciprocity(trajectories=None) -> Measurement:
     n = int(tr1.shape[0])
     return Measurement(
         measured=frac,
-        uncertainty=_binomial_se(tft),
+        uncertainty=fraction_se(tft),
         seeds=n,
         details={
             "paper_tft_fraction": LOLA_PAPER_TFT,

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lowrank_es.claims.registry import Measurement, Target, register
+from lowrank_es.stats import fraction_se
 
 
 def reciprocity_per_seed(p1: np.ndarray, p2: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -39,7 +40,7 @@ def ipd_selfplay(direction, n_seeds: int = 5, steps: int = 300, lr: float = 0.1,
 def _frac(ok: np.ndarray, details: dict) -> Measurement:
     n = len(ok)
     f = float(np.mean(ok))
-    return Measurement(measured=f, uncertainty=float(np.sqrt(max(f * (1 - f), 1e-12) / n)), seeds=n, details=details)
+    return Measurement(measured=f, uncertainty=fraction_se(ok), seeds=n, details=details)
 
 
 _RECIP = ("Exact-gradient self-play in the memory-1 IPD (gamma 0.96) reaches reciprocity in every seed: "
