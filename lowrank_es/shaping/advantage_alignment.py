@@ -522,6 +522,8 @@ def sampled_train(key: jax.Array, spec, cfg: SampledAAConfig, n_updates: int, ag
     Returns the final agents and a history dict: ``reward`` (U, 2) mean reward per step and,
     for the Coin Game, ``own`` / ``other`` (U,) pick-ups per episode.
     """
+    from lowrank_es.shaping import naive
+
     if int(n_updates) < 1:
         raise ValueError(f"n_updates must be >= 1, got {n_updates}")
     T = spec.max_steps
@@ -560,11 +562,7 @@ def sampled_train(key: jax.Array, spec, cfg: SampledAAConfig, n_updates: int, ag
             g = jax.grad(loss)(agents)
             upd, opt_state = opt.update(g, opt_state, agents)
             agents = optax.apply_updates(agents, upd)
-        hist = {"reward": traj["rewards"].mean(axis=(0, 1))}
-        if spec.name == "coin":
-            hist["own"] = traj["picked_own"].sum(axis=(1, 2)).mean()
-            hist["other"] = traj["picked_other"].sum(axis=(1, 2)).mean()
-        return (agents, opt_state), hist
+        return (agents, opt_state), naive.episode_stats(traj, spec)
 
     run = jax.jit(lambda a, s, ks: jax.lax.scan(update, (a, s), ks))
     (agents, _), hist = run(agents, opt_state, jax.random.split(k_run, int(n_updates)))

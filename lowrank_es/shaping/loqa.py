@@ -371,11 +371,7 @@ def sampled_train(key: jax.Array, spec, cfg: SampledLOQAConfig, n_updates: int):
         buf = jax.tree.map(
             lambda b_, x: jnp.where((u % cfg.snapshot_every) == 0, b_.at[slot].set(x), b_), buf, agent
         )
-        hist = {"reward": rew.mean(axis=(0, 1)), "replayed": replay}
-        if spec.name == "coin":
-            hist["own"] = traj["picked_own"].sum(axis=(1, 2)).mean()
-            hist["other"] = traj["picked_other"].sum(axis=(1, 2)).mean()
-        return (agent, buf, opt_state), hist
+        return (agent, buf, opt_state), {**naive.episode_stats(traj, spec), "replayed": replay}
 
     n = int(n_updates)
     run = jax.jit(lambda c, xs: jax.lax.scan(update, c, xs))

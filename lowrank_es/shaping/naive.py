@@ -173,6 +173,17 @@ def _loss(agents, traj, spec: GameSpec, cfg: SampledConfig):
     return total
 
 
+def episode_stats(traj: dict, spec: GameSpec) -> dict:
+    """Per-batch summary of sampled episodes: ``reward`` (2,) mean reward per step and, for the
+    Coin Game, ``own`` / ``other``: coins picked per episode of their own / the other's colour
+    (both agents together)."""
+    stats = {"reward": traj["rewards"].mean(axis=(0, 1))}
+    if spec.name == "coin":
+        stats["own"] = traj["picked_own"].sum(axis=(1, 2)).mean()
+        stats["other"] = traj["picked_other"].sum(axis=(1, 2)).mean()
+    return stats
+
+
 def train_sampled(key: jax.Array, spec: GameSpec, cfg: SampledConfig = SampledConfig(), n_updates: int = 200,
                   agents: tuple[dict, dict] | None = None) -> tuple[tuple[dict, dict], dict]:
     """Train two independent actor-critic learners for ``n_updates`` batches.
@@ -196,11 +207,7 @@ def train_sampled(key: jax.Array, spec: GameSpec, cfg: SampledConfig = SampledCo
         grads = jax.grad(_loss)(agents, traj, spec, cfg)
         upd, opt_state = opt.update(grads, opt_state, agents)
         agents = optax.apply_updates(agents, upd)
-        hist = {"reward": traj["rewards"].mean(axis=(0, 1))}
-        if spec.name == "coin":
-            hist["own"] = traj["picked_own"].sum(axis=(1, 2)).mean()
-            hist["other"] = traj["picked_other"].sum(axis=(1, 2)).mean()
-        return (agents, opt_state), hist
+        return (agents, opt_state), episode_stats(traj, spec)
 
     run = jax.jit(lambda a, s, ks: jax.lax.scan(update, (a, s), ks))
     (agents, _), hist = run(agents, opt_state, jax.random.split(k_train, int(n_updates)))
