@@ -657,9 +657,10 @@ def _profiles(results: dict[str, Any], config: SweepConfig, max_bytes: int) -> l
 # ---------------------------------------------------------------------------
 
 
-def _find(rows, **match) -> dict[str, Any] | None:
+def _find(rows, *, status: str | None = "ok", **match) -> dict[str, Any] | None:
+    """The first row whose fields equal ``match`` and whose status is ``status`` (None: any)."""
     for r in rows:
-        if all(r.get(k) == v for k, v in match.items()) and r.get("status") == "ok":
+        if all(r.get(k) == v for k, v in match.items()) and (status is None or r.get("status") == status):
             return r
     return None
 
@@ -805,22 +806,23 @@ def markdown_tables(results: dict[str, Any]) -> str:
     rat = {(q["model"], q["hidden"], q["population"], q["rank"], q["phase"]): q for q in results["summary"]["ratios"]}
     ranks = sorted({r["rank"] for r in rows if r["contender"] == "eggroll"})
     points = sorted({(r["model"], r["hidden"], r["population"]) for r in rows},
-                    key=lambda p: (p[0] != "mlp", p[0], p[1] * p[1] * p[2]))
+                    key=lambda p: (p[0] != "mlp", p[0], p[1] * p[1] * p[2], p[1]))  # ties (2048/1024, 1024/4096): by hidden
     host = any(q.get("vs_inference_cpu") is not None for q in rat.values())
     both = (lambda a, b: "—" if a is None else f"{a:.3g}" + ("" if not host else ", —" if b is None else f", {b:.3g}"))
     unit = " (wall, CPU)" if host else ""
 
+    def row(model, h, p, contender, rank, phase):
+        return _find(results["rows"], status=None, model=model, hidden=h, population=p, contender=contender,
+                     rank=rank, phase=phase)
+
     def cell(model, h, p, contender, rank=None, phase="forward"):
-        r = _find(results["rows"], model=model, hidden=h, population=p, contender=contender, rank=rank, phase=phase)
-        if r is not None:
-            return f"{r['member_tokens_per_s']:.3g}"
-        r = next((x for x in results["rows"] if (x["model"], x["hidden"], x["population"], x["contender"], x["rank"],
-                                                   x["phase"]) == (model, h, p, contender, rank, phase)), None)
-        return "—" if r is None else r.get("status", "?")
+        r = row(model, h, p, contender, rank, phase)
+        if r is None:
+            return "—"
+        return f"{r['member_tokens_per_s']:.3g}" if r.get("status") == "ok" else r.get("status", "?")
 
     def mem(model, h, p, contender, rank=None):
-        r = next((x for x in results["rows"] if (x["model"], x["hidden"], x["population"], x["contender"], x["rank"],
-                                                   x["phase"]) == (model, h, p, contender, rank, "forward")), None)
+        r = row(model, h, p, contender, rank, "forward")
         if r is None or not r.get("memory"):
             return "—"
         return fmt_bytes(r["memory"]["total"]) + ("" if r.get("status") == "ok" else f" ({r.get('status')})")
@@ -887,26 +889,27 @@ _POINT_KEYS = ("model", "hidden", "population", "tokens", "contender", "rank", "
 _HOST_TIME_KEYS = ("cpu_times_s", "cpu_median_s", "inference_cpu_s", "total_cpu_s", "rng_cpu_s", "arith_cpu_s")
 
 
+def _sweep_values(config: dict[str, Any], model: str, kind: str) -> Sequence[int]:
+    """A run's ``kind`` ("hidden" or "population") sweep of ``model``; empty for a model it did not run."""
+    if model not in config["models"]:
+        return ()
+    return config[f"{kind}_sweep" if model == "mlp" else f"mingru_{kind}_sweep"]
+
+
 def _sweeps_of(row: dict[str, Any], configs: Sequence[dict[str, Any]]) -> list[str]:
     """The sweeps a point lies on under any of ``configs`` (the rule of :meth:`SweepConfig.points`)."""
-    mlp = row["model"] == "mlp"
     out = set()
     for c in configs:
-        if row["model"] not in c["models"]:
-            continue
-        hs = c["hidden_sweep"] if mlp else c["mingru_hidden_sweep"]
-        ps = c["population_sweep"] if mlp else c["mingru_population_sweep"]
-        if hs and row["population"] == c["hidden_sweep_population"]:
+        if _sweep_values(c, row["model"], "hidden") and row["population"] == c["hidden_sweep_population"]:
             out.add("hidden")
-        if ps and row["hidden"] == c["population_sweep_hidden"]:
+        if _sweep_values(c, row["model"], "population") and row["hidden"] == c["population_sweep_hidden"]:
             out.add("population")
     return sorted(out)
 
 
 def _sweeps_in(config: dict[str, Any], kind: str) -> bool:
-    """Whether a run's grid has a ``kind`` ("hidden" or "population") sweep for a model it ran."""
-    return bool(("mlp" in config["models"] and config[f"{kind}_sweep"])
-                or ("mingru" in config["models"] and config[f"mingru_{kind}_sweep"]))
+    """Whether a run's grid has a ``kind`` sweep for a model it ran."""
+    return any(_sweep_values(config, m, kind) for m in MODELS)
 
 
 def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -212,21 +212,6 @@ class EGGROLL:
 
     # -- noise ----------------------------------------------------------------
 
-    def _pair_noise(self, key: jax.Array, generation: jax.Array, pair: jax.Array, params: PyTree, sign) -> PyTree:
-        k = jax.random.fold_in(jax.random.fold_in(key, generation), pair)
-        leaves, treedef = jax.tree_util.tree_flatten(params)
-        out = []
-        for j, leaf in enumerate(leaves):
-            kl = jax.random.fold_in(k, j)
-            r = self.leaf_rank(leaf.shape)
-            if r is None:
-                eps = jax.random.normal(kl, leaf.shape, leaf.dtype)
-                out.append(Dense(eps, jnp.asarray(sign * self.sigma, leaf.dtype)))
-            else:
-                A, B = sample_factors(kl, *leaf.shape, r, leaf.dtype)
-                out.append(LowRank(A, B, jnp.asarray(sign * self.sigma / math.sqrt(r), leaf.dtype)))
-        return jax.tree_util.tree_unflatten(treedef, out)
-
     def member_noise(self, state: ESState, member: jax.Array) -> PyTree:
         """Noise of one member (a pytree like ``params`` of :class:`LowRank`/:class:`Dense`)."""
         member = jnp.asarray(member)
@@ -257,8 +242,20 @@ class EGGROLL:
 
     def pair_noise(self, state: ESState, pair: jax.Array) -> PyTree:
         """The ``+`` noise of draw ``pair`` (members ``2 pair`` and ``2 pair + 1`` with antithetic
-        sampling, member ``pair`` without)."""
-        return self._pair_noise(state.key, state.generation, jnp.asarray(pair), state.params, 1.0)
+        sampling, member ``pair`` without): a pure function of (key, generation, pair, leaf)."""
+        k = jax.random.fold_in(jax.random.fold_in(state.key, state.generation), jnp.asarray(pair))
+        leaves, treedef = jax.tree_util.tree_flatten(state.params)
+        out = []
+        for j, leaf in enumerate(leaves):
+            kl = jax.random.fold_in(k, j)
+            r = self.leaf_rank(leaf.shape)
+            if r is None:
+                eps = jax.random.normal(kl, leaf.shape, leaf.dtype)
+                out.append(Dense(eps, jnp.asarray(self.sigma, leaf.dtype)))
+            else:
+                A, B = sample_factors(kl, *leaf.shape, r, leaf.dtype)
+                out.append(LowRank(A, B, jnp.asarray(self.sigma / math.sqrt(r), leaf.dtype)))
+        return jax.tree_util.tree_unflatten(treedef, out)
 
     def map_members(
         self,
