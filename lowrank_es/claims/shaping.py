@@ -116,17 +116,30 @@ def _mean_se(x) -> tuple[float, float]:
     return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
 
 
+def _selfplay_gap(method: str, reward, naive_reward) -> Measurement:
+    """Mean over seeds of ``method``'s self-play reward per step minus naive self-play's."""
+    if reward is None or naive_reward is None:
+        raise ValueError(f"{method}_reward and naive_reward (per-seed self-play reward per step) are required")
+    d = np.asarray(reward, float) - np.asarray(naive_reward, float)
+    m, se = _mean_se(d)
+    return Measurement(measured=m, uncertainty=se, seeds=len(d),
+                       details={method: np.round(reward, 4), "naive": np.round(naive_reward, 4)})
+
+
+def _per_seed_mean(name: str, values, what: str) -> Measurement:
+    """Mean and standard error over seeds of a per-seed measurement ``values`` (argument ``name``)."""
+    if values is None:
+        raise ValueError(f"{name} ({what}) is required")
+    m, se = _mean_se(values)
+    return Measurement(measured=m, uncertainty=se, seeds=len(values), details={"per_seed": np.round(values, 4)})
+
+
 @register("aa.coin.vs_naive", paper="AdvantageAlignment",
           statement="Coin Game (3x3, 50 steps): AdAlign self-play reward per step exceeds naive (beta = 0) self-play's.",
           target=Target(low=0.0, text="AA minus naive self-play reward per step > 0 (mean over seeds)"),
           notebook="12_advantage_alignment")
 def _aa_coin_vs_naive(aa_reward=None, naive_reward=None) -> Measurement:
-    if aa_reward is None or naive_reward is None:
-        raise ValueError("aa_reward and naive_reward (per-seed self-play reward per step) are required")
-    d = np.asarray(aa_reward, float) - np.asarray(naive_reward, float)
-    m, se = _mean_se(d)
-    return Measurement(measured=m, uncertainty=se, seeds=len(d),
-                       details={"aa": np.round(aa_reward, 4), "naive": np.round(naive_reward, 4)})
+    return _selfplay_gap("aa", aa_reward, naive_reward)
 
 
 @register("aa.coin.unexploited", paper="AdvantageAlignment",
@@ -134,10 +147,7 @@ def _aa_coin_vs_naive(aa_reward=None, naive_reward=None) -> Measurement:
           target=Target(low=-0.1, text="reward per step vs selfish agent >= -0.1 (mean over seeds)"),
           notebook="12_advantage_alignment")
 def _aa_coin_unexploited(vs_ad=None) -> Measurement:
-    if vs_ad is None:
-        raise ValueError("vs_ad (per-seed reward per step against the selfish agent) is required")
-    m, se = _mean_se(vs_ad)
-    return Measurement(measured=m, uncertainty=se, seeds=len(vs_ad), details={"per_seed": np.round(vs_ad, 4)})
+    return _per_seed_mean("vs_ad", vs_ad, "per-seed reward per step against the selfish agent")
 
 
 @register("aa.negotiation.above_defect", paper="AdvantageAlignment",
@@ -145,10 +155,7 @@ def _aa_coin_unexploited(vs_ad=None) -> Measurement:
           target=Target(low=0.35, text="AA self-play reward per step >= 0.35 (AD-AD 0.30, AC-AC 0.50)"),
           notebook="12_advantage_alignment")
 def _aa_negotiation(reward=None) -> Measurement:
-    if reward is None:
-        raise ValueError("reward (per-seed AA self-play reward per step) is required")
-    m, se = _mean_se(reward)
-    return Measurement(measured=m, uncertainty=se, seeds=len(reward), details={"per_seed": np.round(reward, 4)})
+    return _per_seed_mean("reward", reward, "per-seed AA self-play reward per step")
 
 
 @register("loqa.coin.vs_naive", paper="LOQA",
@@ -156,12 +163,7 @@ def _aa_negotiation(reward=None) -> Measurement:
           target=Target(low=0.0, text="LOQA minus naive self-play reward per step > 0 (mean over seeds)"),
           notebook="11_loqa")
 def _loqa_coin_vs_naive(loqa_reward=None, naive_reward=None) -> Measurement:
-    if loqa_reward is None or naive_reward is None:
-        raise ValueError("loqa_reward and naive_reward (per-seed self-play reward per step) are required")
-    d = np.asarray(loqa_reward, float) - np.asarray(naive_reward, float)
-    m, se = _mean_se(d)
-    return Measurement(measured=m, uncertainty=se, seeds=len(d),
-                       details={"loqa": np.round(loqa_reward, 4), "naive": np.round(naive_reward, 4)})
+    return _selfplay_gap("loqa", loqa_reward, naive_reward)
 
 
 @register("loqa.coin.unexploited", paper="LOQA",
@@ -169,7 +171,4 @@ def _loqa_coin_vs_naive(loqa_reward=None, naive_reward=None) -> Measurement:
           target=Target(low=-0.1, text="reward per step vs selfish agent >= -0.1 (mean over seeds)"),
           notebook="11_loqa")
 def _loqa_coin_unexploited(vs_ad=None) -> Measurement:
-    if vs_ad is None:
-        raise ValueError("vs_ad (per-seed reward per step against the selfish agent) is required")
-    m, se = _mean_se(vs_ad)
-    return Measurement(measured=m, uncertainty=se, seeds=len(vs_ad), details={"per_seed": np.round(vs_ad, 4)})
+    return _per_seed_mean("vs_ad", vs_ad, "per-seed reward per step against the selfish agent")
