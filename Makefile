@@ -1,13 +1,15 @@
 # Two commands for a fresh machine (Python 3.11 + pip):
 #   make run    executes every notebook, regenerates figures/ and the claims report
 #   make test   unit tests + every notebook under nbval
+# and, for the committed reference results (hours on 2 CPU cores; see README):
+#   make reference   every experiment at its reference scale -> figures/results/*__reference.json
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 NBVAL_OPTS := --nbval --nbval-sanitize-with=notebooks/nbval_sanitize.cfg --nbval-cell-timeout=900
 
-.PHONY: run test unit notebooks claims install clean
+.PHONY: run test unit notebooks claims reference install clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +33,10 @@ unit: install
 
 notebooks: install
 	$(PY) -m pytest -q $(NBVAL_OPTS) $(NOTEBOOKS)
+
+reference: install
+	$(PY) -m lowrank_es run all --scale reference
+	$(PY) -m lowrank_es list
 
 claims: install
 	$(PY) -m lowrank_es claims --json figures/claims.json --md figures/claims.md

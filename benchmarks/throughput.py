@@ -7,9 +7,9 @@ Three contenders run the *same* model on the *same* inputs, ``inputs[i]`` being 
 2. ``eggroll``: the EGGROLL population forward at rank ``r`` (``EGGROLL.map_members``): each
    antithetic pair's low-rank noise is regenerated from its key once per generation, shared by the
    pair's two members (opposite signs), reused for their ``T`` tokens, and consumed by
-   :func:`lowrank_es.eggroll.linear` without being materialised;
+   :func:`lowrank_es.es.eggroll.linear` without being materialised;
 3. ``naive``: full-rank ES, ``W + sigma * E_i`` materialised per member
-   (:func:`lowrank_es.eggroll.materialise` with ``rank=None`` noise, also drawn once per pair) and
+   (:func:`lowrank_es.es.eggroll.materialise` with ``rank=None`` noise, also drawn once per pair) and
    batch-multiplied.
 
 Besides the forward pass, one whole ES generation (noise + forward + fitness shaping + update,
@@ -42,9 +42,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lowrank_es import mingru
-from lowrank_es.eggroll import EGGROLL, ESState, materialise
-from lowrank_es.models import mlp_apply, mlp_init
+from lowrank_es.models import mingru
+from lowrank_es.es.eggroll import EGGROLL, ESState, materialise
+from lowrank_es.models.mlp import mlp_apply, mlp_init
 from lowrank_es.paths import figures_dir
 
 PyTree = Any
@@ -100,7 +100,7 @@ def mlp_model(depth: int = 2) -> Model:
 
 
 def mingru_model(vocab_size: int = 256, n_layers: int = 1) -> Model:
-    """The minGRU character LM of :mod:`lowrank_es.mingru` (scan over the member's ``T`` tokens).
+    """The minGRU character LM of :mod:`lowrank_es.models.mingru` (scan over the member's ``T`` tokens).
     Fitness: minus the cross-entropy of predicting the next token (cyclically) at all ``T`` steps."""
 
     def init(key, hidden, dtype=jnp.float32):

@@ -2,12 +2,12 @@
 verifiable Countdown reward with EGGROLL or GRPO under the same budget of generated tokens.
 
 * :func:`pretrain`: supervised next-token learning (optax Adam) on answers written by
-  :func:`~lowrank_es.reasoning.imperfect_countdown_solver`; deterministic in its seed.
+  :func:`~lowrank_es.tasks.countdown.imperfect_countdown_solver`; deterministic in its seed.
 * :func:`eggroll_finetune`: a population of low-rank perturbations of the whole transformer; every
   member answers the same batch of training prompts (with the same sampling keys: common random
   numbers), its fitness is its mean reward, and the mean moves through ``EGGROLL.tell``.
 * :func:`grpo_finetune`: groups of answers per prompt, group-normalised advantages, clipped ratio,
-  optional k3 KL to the starting checkpoint (:mod:`lowrank_es.grpo`).
+  optional k3 KL to the starting checkpoint (:mod:`lowrank_es.baselines.grpo`).
 
 Both loops stop once they have generated ``token_budget`` answer tokens (end tokens included),
 record validation accuracy against tokens and training seconds (evaluation time excluded), and
@@ -27,14 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lowrank_es import reasoning as rs
-from lowrank_es import transformer as tf
-from lowrank_es.eggroll import EGGROLL, ESState
-from lowrank_es.grpo import group_advantages, make_update
+from lowrank_es.tasks import countdown as rs
+from lowrank_es.models import transformer as tf
+from lowrank_es.es.eggroll import EGGROLL, ESState
+from lowrank_es.baselines.grpo import group_advantages, make_update
 
 PyTree = Any
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent / "tasks" / "data"
 CHECKPOINT = DATA_DIR / "countdown_pretrained.npz"
 
 #: The model and pre-training recipe of the committed checkpoint.

@@ -1,6 +1,6 @@
 """An integer-only minGRU language model, trained by integer EGGROLL, and its float baselines.
 
-Model (same tree layout and parameter count as :mod:`lowrank_es.mingru`, every leaf int8)
+Model (same tree layout and parameter count as :mod:`lowrank_es.models.mingru`, every leaf int8)
 ---------------------------------------------------------------------------------------------
 Activations are int8 in fixed point with ``FRAC = 4`` fractional bits (real value ``q / 16``,
 range ``[-127/16, 127/16]``). A weight matrix ``W`` of shape ``(m, n)`` has real value
@@ -32,8 +32,8 @@ Fitness is the log-likelihood of a batch of training windows. Each pair votes
 int32 GEMM) moves each weight by ``sign(G)`` (one integer step) where ``|G|`` passes an integer
 threshold, then saturates to ``[-127, 127]``: parameters are int8 throughout training.
 
-Baselines (same architecture in float32, :mod:`lowrank_es.mingru`, same parameter count):
-float EGGROLL (:class:`lowrank_es.eggroll.EGGROLL` + optax Adam) and backprop (optax Adam).
+Baselines (same architecture in float32, :mod:`lowrank_es.models.mingru`, same parameter count):
+float EGGROLL (:class:`lowrank_es.es.eggroll.EGGROLL` + optax Adam) and backprop (optax Adam).
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lowrank_es import mingru
-from lowrank_es.eggroll import EGGROLL
-from lowrank_es.text_data import bits_per_char
+from lowrank_es.models import mingru
+from lowrank_es.es.eggroll import EGGROLL
+from lowrank_es.tasks.text_data import bits_per_char
 
 PyTree = Any
 
@@ -608,7 +608,7 @@ def train(method: str, cfg: RunConfig, seeds: tuple[int, ...], train_tokens: np.
     (all seeds vmapped in one program) for ``cfg.generations`` steps. Seed ``s`` fixes the
     initial parameters, the training windows and the noise; the same seed gives the same
     initial real-valued parameters and windows to every method."""
-    from lowrank_es.text_data import eval_windows, sample_windows
+    from lowrank_es.tasks.text_data import eval_windows, sample_windows
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -743,8 +743,8 @@ def compare(cfg: RunConfig, seeds: tuple[int, ...] = (0, 1, 2), checkpoint_at: t
     """Train the three methods on tiny-shakespeare (char vocabulary) from the same seeds and
     compute the exact n-gram baselines. -> {"runs": {method: History}, "unigram": bits,
     "bigram": bits (add-one), "bigram_kn": bits, "vocab": Vocab, "config": cfg}"""
-    from lowrank_es import ngram
-    from lowrank_es.text_data import load_corpus
+    from lowrank_es.tasks import ngram
+    from lowrank_es.tasks.text_data import load_corpus
 
     c = load_corpus("char")
     V = c.vocab.size

@@ -43,17 +43,30 @@ def progress(iterable, **kwargs):
     return tqdm(iterable, disable=not show, **kwargs)
 
 
-def controls(fn, **widgets_kwargs) -> None:
-    """Widgets for ``fn``'s arguments with a *Run* button (``ipywidgets.interactive`` in
-    manual mode).
+def controls(fn, *, button: str = "Run", **widgets_kwargs):
+    """Widgets for ``fn``'s arguments with a *Run* button: the one widget convention of the
+    notebooks (``ipywidgets.interactive`` in manual mode).
 
     Manual mode keeps the notebook's saved outputs deterministic: nothing runs when the
     widgets are first displayed, so nbval compares the preceding cell (which calls ``fn``
     at the default values) and the widget cell has no output of its own. Each change a user
-    makes is applied when *Run* is pressed.
+    makes is applied when *Run* is pressed. A value ``fn`` rejects with ``ValueError`` (say a
+    rank larger than the matrix) is shown as one line, ``error: ...``, not as a traceback.
+    The panel's DOM node carries the CSS class ``lowrank-controls`` (the browser tests find
+    panels by it); nothing is returned, so a cell ending in this call shows the panel once.
     """
+    import functools
+
     import ipywidgets
     from IPython.display import display
 
-    ui = ipywidgets.interactive(fn, {"manual": True, "manual_name": "Run"}, **widgets_kwargs)
+    @functools.wraps(fn)
+    def guarded(**kwargs):
+        try:
+            return fn(**kwargs)
+        except ValueError as err:
+            print(f"error: {err}")
+
+    ui = ipywidgets.interactive(guarded, {"manual": True, "manual_name": button}, **widgets_kwargs)
+    ui.add_class("lowrank-controls")
     display(ui)

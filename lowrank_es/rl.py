@@ -1,12 +1,12 @@
 """Tabula-rasa reinforcement learning with evolution strategies on gymnax environments.
 
 One loop drives EGGROLL (``rank=r``) and OpenES (``rank=None``) through
-:class:`lowrank_es.eggroll.EGGROLL`, plus evosax's ``Open_ES`` as an independent
+:class:`lowrank_es.es.eggroll.EGGROLL`, plus evosax's ``Open_ES`` as an independent
 cross-check. A generation is:
 
 1. every member ``i`` plays ``episodes`` episodes of at most ``max_steps`` steps
    (``lax.scan`` over time, ``vmap`` over episodes and members); the policy is
-   :func:`lowrank_es.models.mlp_apply` with the member's factored noise, so no member's
+   :func:`lowrank_es.models.mlp.mlp_apply` with the member's factored noise, so no member's
    weights are ever materialised;
 2. fitness = mean undiscounted episodic return of the member;
 3. the mean is updated by the ES gradient; the observation-normalisation statistics
@@ -38,8 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lowrank_es.eggroll import EGGROLL, ESState
-from lowrank_es.models import mlp_apply, mlp_init
+from lowrank_es.es.eggroll import EGGROLL, ESState
+from lowrank_es.models.mlp import mlp_apply, mlp_init
 
 PyTree = Any
 

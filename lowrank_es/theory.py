@@ -8,7 +8,7 @@ standard normal ``Z``. Both have identity covariance, so ``g_r - g_inf`` starts 
 cumulant of ``E``, which is ``O(1/r)``.
 
 Everything here runs in float64 (inside ``jax.enable_x64``); noise is drawn with
-:meth:`lowrank_es.eggroll.EGGROLL.member_noise`, the sampler the optimiser itself uses.
+:meth:`lowrank_es.es.eggroll.EGGROLL.member_noise`, the sampler the optimiser itself uses.
 
 Objectives (``make_problem``):
 
@@ -36,8 +36,8 @@ import scipy.integrate
 import scipy.special
 import scipy.stats
 
-from lowrank_es.eggroll import EGGROLL, ESState
-from lowrank_es.models import mlp_apply
+from lowrank_es.es.eggroll import EGGROLL, ESState
+from lowrank_es.models.mlp import mlp_apply
 
 OBJECTIVES = ("quadratic", "quartic", "cosine", "bump", "mlp")
 #: Objectives whose expected gradients are exact (closed forms; ``bump`` by 1-D quadrature).
@@ -617,6 +617,24 @@ def update_ranks(
             g = np.asarray(grad(state, jnp.where(jnp.arange(n_max) < p, fitness, 0.0)), np.float64)
             out.append(int(np.linalg.matrix_rank(g)))
     return np.array(out)
+
+
+def update_singular_values(m: int, n: int, rank: int, population: int, *, seed: int = 0,
+                           antithetic: bool = False) -> np.ndarray:
+    """Singular values, largest first, of one EGGROLL update (random raw fitness, float64) of
+    an ``(m, n)`` matrix with ``population`` members: ``min(m, n)`` values, of which
+    ``min(P r, m, n)`` are non-zero (see :func:`update_ranks`)."""
+    for v, name in ((m, "m"), (n, "n"), (rank, "rank")):
+        _check_positive_int(v, name)
+    if rank > min(m, n):
+        raise ValueError(f"rank must be in [1, min(m, n)] = [1, {min(m, n)}], got {rank}")
+    es, grad = _update_fn(int(population), rank, antithetic)
+    with jax.enable_x64(True):
+        key = jax.random.key(seed)
+        state = es.init(jax.random.fold_in(key, 0), jnp.zeros((m, n), jnp.float64))
+        fitness = jax.random.normal(jax.random.fold_in(key, 1), (int(population),), jnp.float64)
+        g = np.asarray(grad(state, fitness), np.float64)
+    return np.linalg.svd(g, compute_uv=False)
 
 
 def update_rank(m: int, n: int, rank: int, population: int, *, seed: int = 0, antithetic: bool = False) -> int:

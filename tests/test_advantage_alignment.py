@@ -156,7 +156,7 @@ def test_gaussian_policy_logp_matches_scipy():
     obs = jax.random.uniform(jax.random.PRNGKey(1), (2, 4, spec.obs_dim))
     act = 5 * jax.random.uniform(jax.random.PRNGKey(2), (2, 4, 3))
     lp, _ = aa.policy_logp_entropy(agent, obs, act, spec)
-    from lowrank_es.models import mlp_apply
+    from lowrank_es.models.mlp import mlp_apply
 
     mean = 5 * jax.nn.sigmoid(mlp_apply(agent["actor"], obs))
     ref = norm.logpdf(np.asarray(act), np.asarray(mean), np.exp(np.asarray(agent["log_std"]))).sum(-1)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lowrank_es import best_response as br
+from lowrank_es.shaping import best_response as br
 from lowrank_es.games import coin, ipd
 from lowrank_es.shaping import brs
 

@@ -13,10 +13,10 @@ import numpy as np
 import optax
 import pytest
 
-from lowrank_es import eggroll
-from lowrank_es.eggroll import EGGROLL, load_checkpoint, save_checkpoint
-from lowrank_es.models import mlp_apply, mlp_init
-from lowrank_es.training import regression_task, train_regression
+from lowrank_es.es import eggroll
+from lowrank_es.es.eggroll import EGGROLL, load_checkpoint, save_checkpoint
+from lowrank_es.models.mlp import mlp_apply, mlp_init
+from lowrank_es.tasks.regression import regression_task, train_regression
 
 
 def _setup(rank, population=8, antithetic=True, dtype=jnp.float64):
@@ -210,8 +210,8 @@ def test_sharded_population_matches_unsharded():
     code = textwrap.dedent(
         """
         import jax, jax.numpy as jnp, numpy as np
-        from lowrank_es.eggroll import EGGROLL
-        from lowrank_es.models import mlp_apply, mlp_init
+        from lowrank_es.es.eggroll import EGGROLL
+        from lowrank_es.models.mlp import mlp_apply, mlp_init
         assert len(jax.devices()) == 4, jax.devices()
         mesh = jax.make_mesh((4,), ("pop",), axis_types=(jax.sharding.AxisType.Auto,))
         es = EGGROLL(sigma=0.1, population=16, rank=2)

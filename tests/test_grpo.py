@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from lowrank_es.grpo import group_advantages, grpo_objective_terms, k3_kl, make_update
+from lowrank_es.baselines.grpo import group_advantages, grpo_objective_terms, k3_kl, make_update
 
 
 def test_group_advantages_hand_worked():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lowrank_es import int8lm as il
-from lowrank_es import mingru
+from lowrank_es.models import mingru
 
 V, D = 13, 8
 

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lowrank_es import mingru
-from lowrank_es.eggroll import EGGROLL, materialise
+from lowrank_es.models import mingru
+from lowrank_es.es.eggroll import EGGROLL, materialise
 
 
 @pytest.mark.parametrize("rank", [1, 3])

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lowrank_es import ngram, text_data
+from lowrank_es.tasks import ngram, text_data
 
 # Tiny corpus over the alphabet {a=0, b=1, c=2}: train "aabac", valid "ab".
 TRAIN = np.array([0, 0, 1, 0, 2])

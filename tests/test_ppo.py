@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from lowrank_es import ppo
+from lowrank_es.baselines import ppo
 from lowrank_es.rl import EnvSpec
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from lowrank_es import finetune as ft
-from lowrank_es import reasoning as rs
-from lowrank_es import transformer as tf
-from lowrank_es.eggroll import EGGROLL, materialise
+from lowrank_es.tasks import countdown as rs
+from lowrank_es.models import transformer as tf
+from lowrank_es.es.eggroll import EGGROLL, materialise
 
 # ---------------------------------------------------------------------------
 # Verifier

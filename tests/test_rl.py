@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from lowrank_es import rl, stats
-from lowrank_es.eggroll import EGGROLL
-from lowrank_es.models import mlp_apply
+from lowrank_es.es.eggroll import EGGROLL
+from lowrank_es.models.mlp import mlp_apply
 
 
 def manual_episode(env, params, key, action, max_steps):

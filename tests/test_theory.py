@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lowrank_es import theory
-from lowrank_es.eggroll import EGGROLL
+from lowrank_es.es.eggroll import EGGROLL
 
 SIGMA = 0.5
 # Monte Carlo tolerances: every entry within Z_MAX standard errors, and the mean squared

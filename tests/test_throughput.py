@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lowrank_es import mingru
-from lowrank_es.eggroll import EGGROLL, Dense, LowRank
+from lowrank_es.models import mingru
+from lowrank_es.es.eggroll import EGGROLL, Dense, LowRank
 from lowrank_es.paths import REPO_ROOT
 
 if str(REPO_ROOT) not in sys.path:

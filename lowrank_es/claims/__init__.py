@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from lowrank_es.claims.registry import (
     Claim,
     Measurement,
@@ -13,6 +10,7 @@ from lowrank_es.claims.registry import (
     evaluate,
     get,
     load_recorded,
+    load_topics,
     register,
     show,
     table,
@@ -31,12 +29,3 @@ __all__ = [
     "table",
     "load_topics",
 ]
-
-_SKIP = {"registry", "cli"}
-
-
-def load_topics() -> None:
-    """Import every topic module of this package (each registers its claims)."""
-    for info in pkgutil.iter_modules(__path__):
-        if info.name not in _SKIP:
-            importlib.import_module(f"{__name__}.{info.name}")

@@ -56,7 +56,7 @@ def exploitability_losses(p: np.ndarray) -> np.ndarray:
     """Per agent: mutual cooperation (-1 per step) minus its per-step reward against its exact best response."""
     import jax.numpy as jnp
 
-    from lowrank_es import best_response as br
+    from lowrank_es.shaping import best_response as br
 
     return np.array([br.ipd_exploitability(jnp.asarray(q))["loss"] for q in np.asarray(p)])
 

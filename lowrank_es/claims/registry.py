@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lowrank_es.paths import figures_dir
+from lowrank_es.results import device_name
 
 PAPERS = {
     "EGGROLL": "arXiv:2511.16652",
@@ -67,12 +68,17 @@ class Target:
 
 @dataclasses.dataclass(frozen=True)
 class Measurement:
-    """What a measure function returns: a scalar, its uncertainty, how many seeds."""
+    """What a measure function returns: a scalar, its uncertainty, how many seeds, and where
+    it came from: ``scale`` (``"quick"``, ``"reference"`` or ``"live"`` for a measurement made
+    on the spot) and ``device`` (default: this process's device; a value read from a results
+    file names the device of that file)."""
 
     measured: float
     uncertainty: float | None = None
     seeds: int = 1
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    scale: str | None = None
+    device: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,10 +117,21 @@ def register(
     return deco
 
 
+_NOT_TOPICS = {"registry", "cli"}
+
+
+def load_topics() -> None:
+    """Import every topic module of the claims package (each registers its claims)."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if info.name not in _NOT_TOPICS:
+            importlib.import_module(f"lowrank_es.claims.{info.name}")
+
+
 def all_claims() -> dict[str, Claim]:
     """Every registered claim, importing the topic modules that register them."""
-    from lowrank_es.claims import load_topics
-
     load_topics()
     return dict(sorted(_REGISTRY.items()))
 
@@ -124,13 +141,6 @@ def get(claim_id: str) -> Claim:
     if claim_id not in claims:
         raise KeyError(f"unknown claim {claim_id!r}; registered: {sorted(claims)}")
     return claims[claim_id]
-
-
-def device_name() -> str:
-    import jax
-
-    d = jax.devices()[0]
-    return f"{d.platform}:{getattr(d, 'device_kind', d.platform)}"
 
 
 def _finite_or_none(x: Any) -> Any:
@@ -166,7 +176,8 @@ def evaluate(
         "target": tgt.describe(),
         "holds": bool(tgt.contains(measured)),
         # A claim read from recorded results (e.g. a GPU benchmark) names where it was measured.
-        "device": str(m.details.get("measured_on") or device_name()),
+        "device": str(m.device or m.details.get("measured_on") or device_name()),
+        "scale": m.scale or "n/a",
         "seeds": int(m.seeds),
         "measured_at": _dt.date.today().isoformat(),
         "quick": claim.quick,

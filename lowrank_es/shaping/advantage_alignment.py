@@ -440,7 +440,7 @@ def sampled_init(key: jax.Array, spec, cfg: SampledAAConfig) -> dict:
     """Actor and a critic on obs + time. Categorical games: the actor of
     :func:`lowrank_es.shaping.naive.init_agent`; continuous (``spec.n_choices == 0``): an MLP
     for the Gaussian mean (squashed to [0, 5]) and a learned log standard deviation."""
-    from lowrank_es.models import mlp_init
+    from lowrank_es.models.mlp import mlp_init
     from lowrank_es.shaping import naive
 
     k1, k2 = jax.random.split(key)
@@ -456,7 +456,7 @@ def sampled_init(key: jax.Array, spec, cfg: SampledAAConfig) -> dict:
 
 
 def _critic_values(agent: dict, obs: jax.Array, T: int) -> jax.Array:
-    from lowrank_es.models import mlp_apply
+    from lowrank_es.models.mlp import mlp_apply
 
     t = jnp.broadcast_to((jnp.arange(T) / T)[None, :, None], obs.shape[:-1] + (1,))
     return mlp_apply(agent["critic"], jnp.concatenate([obs, t], -1))[..., 0]
@@ -464,7 +464,7 @@ def _critic_values(agent: dict, obs: jax.Array, T: int) -> jax.Array:
 
 def policy_sample(agent: dict, key: jax.Array, obs: jax.Array, spec) -> jax.Array:
     """One action of a sampled agent for observation ``obs`` (d,)."""
-    from lowrank_es.models import mlp_apply
+    from lowrank_es.models.mlp import mlp_apply
     from lowrank_es.shaping import naive
 
     if spec.n_choices == 0:
@@ -476,7 +476,7 @@ def policy_sample(agent: dict, key: jax.Array, obs: jax.Array, spec) -> jax.Arra
 def policy_logp_entropy(agent: dict, obs: jax.Array, act: jax.Array, spec) -> tuple[jax.Array, jax.Array]:
     """Log-probability and entropy of actions (n, T, ...) under a sampled agent -> (n, T) each.
     Continuous actions are scored under the unclipped Gaussian they were drawn from."""
-    from lowrank_es.models import mlp_apply
+    from lowrank_es.models.mlp import mlp_apply
     from lowrank_es.shaping import naive
 
     if spec.n_choices == 0:

@@ -34,7 +34,7 @@ IPD
     the welfare with both copies differentiated.
   * Exact form: :func:`train_ipd` with ``detective="exact"`` replaces the learned
     detective by the entropy-regularised exact best response
-    (:func:`lowrank_es.best_response.ipd_soft_best_response`, temperature ``tau``),
+    (:func:`lowrank_es.shaping.best_response.ipd_soft_best_response`, temperature ``tau``),
     differentiated through its soft value iteration. (The hard best response is
     piecewise constant in ``p``: its gradient through the response is zero almost
     everywhere, so a temperature is needed to shape through it.)
@@ -66,9 +66,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lowrank_es import best_response as br
+from lowrank_es.shaping import best_response as br
 from lowrank_es.games import ipd
-from lowrank_es.models import mlp_apply, mlp_init
+from lowrank_es.models.mlp import mlp_apply, mlp_init
 from lowrank_es.shaping.naive import GameSpec, play_episodes, returns_to_go
 
 PyTree = Any

@@ -267,7 +267,7 @@ class SampledLOQAConfig:
 def sampled_init(key: jax.Array, spec, cfg: SampledLOQAConfig) -> dict:
     """Actor (obs -> logits) and Q critic (obs + t/T -> one Q per action) MLPs, plus a
     target copy of the critic."""
-    from lowrank_es.models import mlp_init
+    from lowrank_es.models.mlp import mlp_init
     from lowrank_es.shaping import naive
 
     k1, k2 = jax.random.split(key)
@@ -278,7 +278,7 @@ def sampled_init(key: jax.Array, spec, cfg: SampledLOQAConfig) -> dict:
 
 def _q(critic, obs: jax.Array, T: int) -> jax.Array:
     """Q-values (n, T, A) of observations (n, T, d), time appended as t/T."""
-    from lowrank_es.models import mlp_apply
+    from lowrank_es.models.mlp import mlp_apply
 
     t = jnp.broadcast_to((jnp.arange(T) / T)[None, :, None], obs.shape[:-1] + (1,))
     return mlp_apply(critic, jnp.concatenate([obs, t], -1))

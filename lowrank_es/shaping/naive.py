@@ -12,7 +12,7 @@ Sampled (all three games)
 :func:`train_sampled` trains two independent actor-critic learners (REINFORCE with a learned
 state-value baseline and Monte-Carlo discounted returns-to-go, optax Adam) on batches of
 full episodes of any of the games, described by a :class:`GameSpec`. Policies are MLPs of
-the agent's own observation (``lowrank_es.models``); with no hidden layer and the IPD's
+the agent's own observation (``lowrank_es.models.mlp``); with no hidden layer and the IPD's
 one-hot observation the policy is exactly the tabular memory-1 policy. Per-update metrics:
 mean reward per step of each agent and, for the Coin Game, pick-ups of own / other coins.
 """
@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from lowrank_es.games import coin, ipd, negotiation
-from lowrank_es.models import mlp_apply, mlp_init
+from lowrank_es.models.mlp import mlp_apply, mlp_init
 from lowrank_es.shaping.common import ExactConfig, value
 
 

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
-from lowrank_es.eggroll import add, linear
+from lowrank_es.es.eggroll import add, linear
 
 PyTree = Any
 

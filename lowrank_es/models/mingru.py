@@ -12,10 +12,10 @@ and a layer's output is the residual ``x + h'``. The model is
 
     x_0 = embed[token];  x_{l+1} = x_l + h'_l;  logits = rms_norm(x_L) * (1 + g_out) @ W_out.T + b_out
 
-Every parameter is used through :func:`lowrank_es.eggroll.linear`, :func:`embedding` or
+Every parameter is used through :func:`lowrank_es.es.eggroll.linear`, :func:`embedding` or
 :func:`add`, so the same function gives plain inference (``noise=None``), the factored EGGROLL
 population forward (``noise`` = one member's noise from ``EGGROLL.member_noise``) and, through
-:func:`lowrank_es.eggroll.materialise`, the naive materialised-weights reference.
+:func:`lowrank_es.es.eggroll.materialise`, the naive materialised-weights reference.
 
 Parameters (a pytree of arrays; ``L = n_layers``, ``d = hidden``, ``V = vocab_size``)::
 
@@ -41,7 +41,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lowrank_es.eggroll import add, embedding, linear
+from lowrank_es.es.eggroll import add, embedding, linear
 
 PyTree = Any
 

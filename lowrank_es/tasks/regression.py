@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lowrank_es.eggroll import EGGROLL, ESState, add, linear
+from lowrank_es.es.eggroll import EGGROLL, ESState, add, linear
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The vendored tiny-shakespeare corpus: checksum-verified loading, vocabularies, the 90/10
 split, random training windows from keys, fixed validation windows and bits per character.
 
-See ``lowrank_es/data/README.md`` for the corpus's origin and checksum.
+See ``lowrank_es/tasks/data/README.md`` for the corpus's origin and checksum.
 """
 
 from __future__ import annotations

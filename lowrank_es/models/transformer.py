@@ -1,9 +1,9 @@
 """A small character-level decoder-only transformer written against the EGGROLL layers.
 
-Every parameter goes through :func:`~lowrank_es.eggroll.linear`, :func:`~lowrank_es.eggroll.embedding`
-or :func:`~lowrank_es.eggroll.add`, so one definition gives plain inference (``noise=None``), the
+Every parameter goes through :func:`~lowrank_es.es.eggroll.linear`, :func:`~lowrank_es.es.eggroll.embedding`
+or :func:`~lowrank_es.es.eggroll.add`, so one definition gives plain inference (``noise=None``), the
 factored population forward (one member's noise pytree, nothing materialised) and, through
-:func:`~lowrank_es.eggroll.materialise`, the naive reference.
+:func:`~lowrank_es.es.eggroll.materialise`, the naive reference.
 
 Pre-LayerNorm blocks, learned positions, GELU MLP, untied output head. :func:`forward` runs a whole
 sequence at once; :func:`generate` samples with a KV cache, one position per ``lax.scan`` step, so
@@ -19,8 +19,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lowrank_es.eggroll import add, embedding, linear
-from lowrank_es.reasoning import EOS, PAD
+from lowrank_es.es.eggroll import add, embedding, linear
+from lowrank_es.tasks.countdown import EOS, PAD
 
 PyTree = Any
 
