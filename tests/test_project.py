@@ -55,3 +55,17 @@ def test_every_notebook_is_committed_with_outputs_and_no_errors():
         assert not [o for o in outputs if o.get("output_type") == "error"], f"{nb_path.name} has an error output"
         first = nb["cells"][0]
         assert first["cell_type"] == "markdown", f"{nb_path.name} must open with its question and claims"
+
+
+def test_importing_the_package_selects_portable_cpu_numerics_unless_flags_are_set():
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, lowrank_es; print(os.environ['XLA_FLAGS'])"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert "--xla_cpu_max_isa=AVX2" in out and "--xla_cpu_enable_platform_dependent_math=false" in out
+    env["XLA_FLAGS"] = "--xla_cpu_use_xnnpack=true"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "--xla_cpu_use_xnnpack=true"
