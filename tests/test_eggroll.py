@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from scipy.stats import rankdata
 
 from lowrank_es.es import eggroll
 from lowrank_es.es.eggroll import EGGROLL, load_checkpoint, save_checkpoint
@@ -276,3 +277,19 @@ def test_map_members_rejects_inputs_without_the_population_axis():
     state = es.init(jax.random.PRNGKey(1), mlp_init(jax.random.PRNGKey(0), [3, 2]))
     with pytest.raises(ValueError, match="leading axis population = 4"):
         es.map_members(state, lambda p, n, i, x: x, jnp.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("f", [[3.0, 1.0, 2.0, 2.0], [500.0] * 6, [0.0, 0.0, 1.0, 0.0, 2.0, 2.0, 7.0, 7.0]])
+def test_centered_ranks_give_tied_values_their_average_rank(f):
+    want = (rankdata(f, method="average") - 1) / (len(f) - 1) - 0.5  # scipy as the independent reference
+    np.testing.assert_allclose(np.asarray(eggroll.centered_ranks(jnp.asarray(f))), want, atol=1e-7)
+
+
+def test_fully_tied_generation_does_not_move_the_mean():
+    """CartPole at its cap ties every member: the update must be zero, not a random step."""
+    es = EGGROLL(sigma=0.1, population=8, rank=1, optimizer=optax.sgd(1.0))
+    state = es.init(jax.random.PRNGKey(0), {"W": jnp.ones((4, 3)), "b": jnp.zeros(4)})
+    new, metrics = es.tell(state, jnp.full((8,), 500.0))
+    assert float(metrics["grad_norm"]) == 0.0
+    for a, b in zip(jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(state.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

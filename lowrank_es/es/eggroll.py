@@ -128,9 +128,16 @@ class ESState(NamedTuple):
 
 
 def centered_ranks(f: jax.Array) -> jax.Array:
-    """Ranks scaled to [-0.5, 0.5] (ties broken by position). f: (N,) -> (N,)."""
+    """Ranks scaled to [-0.5, 0.5]; tied values share their average rank. f: (N,) -> (N,).
+
+    Ties matter: a capped return (CartPole at 500, a MinAtar score of 0) ties many members,
+    and ranks broken by position would turn a fully tied generation into a random step.
+    Here such a generation gets all-zero weights, hence no update.
+    """
     n = f.shape[0]
-    ranks = jnp.argsort(jnp.argsort(f))
+    s = jnp.sort(f)
+    # (members below) + (members equal - 1) / 2 = the average of the tied positions.
+    ranks = (jnp.searchsorted(s, f, side="left") + jnp.searchsorted(s, f, side="right") - 1) / 2
     return ranks.astype(f.dtype) / (n - 1) - 0.5
 
 
