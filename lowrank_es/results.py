@@ -3,8 +3,8 @@
 Every experiment run is saved as ``figures/results/<experiment>__<scale>.json``::
 
     {"experiment": "theory", "scale": "reference", "config": {...}, "seeds": [0, 1, 2],
-     "device": "cpu:cpu", "cpu_count": 2, "jax_version": "0.10.2", "code_version": "a1b2c3d",
-     "date": "2026-11-30", "wall_s": 812.4, "data": {...}}
+     "device": "cpu:cpu", "cpu_count": 2, "load_average": 1.1, "jax_version": "0.10.2",
+     "code_version": "a1b2c3d", "date": "2026-11-30", "wall_s": 812.4, "data": {...}}
 
 ``data`` is whatever the experiment returned (JSON types only: numpy arrays become lists).
 """
@@ -84,6 +84,8 @@ def metadata() -> dict[str, Any]:
     return {
         "device": device_name(),
         "cpu_count": os.cpu_count(),
+        # other work on the machine inflates wall times: the 1-minute load average says how much
+        "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
         "jax_version": jax.__version__,
         "code_version": code_version(),
         "date": _dt.date.today().isoformat(),
@@ -115,6 +117,8 @@ def load_results(experiment: str, scale: str = "reference", path: str | Path | N
 
 def describe(record: dict[str, Any]) -> str:
     """One line naming a results record's scale, seeds, device, wall time and code version."""
+    load = record.get("load_average")
+    shared = f", load {load:g}" if load is not None else ""
     return (f"{record['experiment']} at {record['scale']} scale: {len(record['seeds'])} seeds, "
-            f"{record['device']} ({record.get('cpu_count')} CPU cores), {record['wall_s']:.0f} s wall, "
+            f"{record['device']} ({record.get('cpu_count')} CPU cores{shared}), {record['wall_s']:.0f} s wall, "
             f"code {record['code_version']}, {record['date']}")
