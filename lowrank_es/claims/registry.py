@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lowrank_es.paths import figures_dir
-from lowrank_es.results import device_name
+from lowrank_es.results import device_name, to_jsonable
 
 PAPERS = {
     "EGGROLL": "arXiv:2511.16652",
@@ -187,21 +187,8 @@ def evaluate(
     if record and target is None:
         path = figures_dir() / "claims" / f"{claim.id}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rec, indent=1, sort_keys=True, default=_json_default) + "\n")
+        path.write_text(json.dumps(to_jsonable(rec), indent=1, sort_keys=True, default=str) + "\n")
     return rec
-
-
-def _json_default(x: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(x, np.generic):
-            return x.item()
-        if isinstance(x, np.ndarray):
-            return x.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    return str(x)
 
 
 def load_recorded(claim_id: str) -> dict[str, Any] | None:
@@ -221,7 +208,11 @@ def format_value(x: float | None, unc: float | None) -> str:
 
 
 def table(records: list[dict[str, Any]], *, markdown: bool = False) -> str:
-    """A table of records: id, measured ± uncertainty, target, holds."""
+    """A table of records: id, measured ± uncertainty, target, holds, seeds, device.
+
+    The Markdown form (the claims report) also names the scale each value came from; the plain
+    form is what notebooks print beside the run they just made, whose scale the cell states.
+    """
     header = ["id", "measured ± unc.", "target", "holds", "seeds", "device"]
     rows = [
         [
@@ -234,6 +225,10 @@ def table(records: list[dict[str, Any]], *, markdown: bool = False) -> str:
         ]
         for r in records
     ]
+    if markdown:
+        header.insert(5, "scale")
+        for row, r in zip(rows, records):
+            row.insert(5, str(r.get("scale") or "n/a"))
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
