@@ -60,6 +60,12 @@ def _setup(model, hidden, population, tokens, rank, seed=0):
     return params, inputs, es, es.init(jax.random.PRNGKey(seed + 7), params)
 
 
+def _all_member_noise(es, state):
+    """Every member's noise, from one jitted vmap (the reference then slices member i)."""
+    stacked = jax.jit(jax.vmap(es.member_noise, (None, 0)))(state, jnp.arange(es.population))
+    return [jax.tree_util.tree_map(lambda a: a[i], stacked) for i in range(es.population)]
+
+
 @pytest.mark.parametrize("rank", [1, 3])
 def test_mlp_contenders_match_numpy_reference(rank):
     with jax.enable_x64(True):
@@ -69,9 +75,9 @@ def test_mlp_contenders_match_numpy_reference(rank):
         egg = np.asarray(jax.jit(tp.eggroll_forward(model, es))(state, x))
         nai = np.asarray(jax.jit(tp.naive_forward(model, es))(state, x))  # same low-rank noise, materialised
         assert inf.shape == egg.shape == nai.shape == (6, 3, 6)
-        for i in range(es.population):
+        for i, noise in enumerate(_all_member_noise(es, state)):
             np.testing.assert_allclose(inf[i], _np_mlp(params, np.asarray(x[i])), **TOL)
-            ref = _np_mlp(_np_member_params(params, es.member_noise(state, i)), np.asarray(x[i]))
+            ref = _np_mlp(_np_member_params(params, noise), np.asarray(x[i]))
             np.testing.assert_allclose(egg[i], ref, **TOL)
             np.testing.assert_allclose(nai[i], ref, **TOL)
         # Members really are perturbed, and antithetic pairs differently.
@@ -84,8 +90,7 @@ def test_mlp_full_rank_naive_matches_numpy_reference():
         model = tp.mlp_model(depth=3)
         params, x, es, state = _setup(model, hidden=5, population=4, tokens=2, rank=None)
         nai = np.asarray(jax.jit(tp.naive_forward(model, es))(state, x))
-        for i in range(es.population):
-            noise = es.member_noise(state, i)
+        for i, noise in enumerate(_all_member_noise(es, state)):
             assert all(isinstance(n, Dense) for n in jax.tree_util.tree_leaves(noise, is_leaf=lambda n: isinstance(n, Dense)))
             ref = _np_mlp(_np_member_params(params, noise), np.asarray(x[i]))
             np.testing.assert_allclose(nai[i], ref, **TOL)
@@ -99,10 +104,11 @@ def test_mingru_contenders_match_per_member_reference():
         egg = np.asarray(jax.jit(tp.eggroll_forward(model, es))(state, tokens))
         nai = np.asarray(jax.jit(tp.naive_forward(model, es))(state, tokens))
         assert egg.shape == (4, 5, 11)
-        for i in range(es.population):
-            np.testing.assert_allclose(inf[i], mingru.apply(params, tokens[i]), **TOL)
-            member = jax.tree_util.tree_map(jnp.asarray, _np_member_params(params, es.member_noise(state, i)))
-            ref = np.asarray(mingru.apply(member, tokens[i]))
+        apply = jax.jit(mingru.apply)
+        for i, noise in enumerate(_all_member_noise(es, state)):
+            np.testing.assert_allclose(inf[i], apply(params, tokens[i]), **TOL)
+            member = jax.tree_util.tree_map(jnp.asarray, _np_member_params(params, noise))
+            ref = np.asarray(apply(member, tokens[i]))
             np.testing.assert_allclose(egg[i], ref, **TOL)
             np.testing.assert_allclose(nai[i], ref, **TOL)
         assert np.abs(egg - inf).max() > 1e-3
@@ -120,8 +126,8 @@ def test_generation_contenders_agree_on_same_noise():
                            jax.tree_util.tree_leaves(params)):
             np.testing.assert_allclose(a, b, **TOL)
             assert np.abs(np.asarray(a) - np.asarray(p)).max() > 0  # the mean moved
-        fit = [-np.mean(_np_mlp(_np_member_params(params, es.member_noise(state, i)), np.asarray(x[i])) ** 2)
-               for i in range(es.population)]
+        fit = [-np.mean(_np_mlp(_np_member_params(params, noise), np.asarray(x[i])) ** 2)
+               for i, noise in enumerate(_all_member_noise(es, state))]
         np.testing.assert_allclose(met_e["fitness_mean"], np.mean(fit), **TOL)
         np.testing.assert_allclose(met_n["fitness_mean"], np.mean(fit), **TOL)
 
@@ -240,6 +246,7 @@ def test_quick_experiment_runs_a_tiny_grid_and_writes_the_report(tmp_path):
     summary, the shared-machine note, and RESULTS.md from the record."""
     rec = experiments.run("throughput", "quick", hidden_sweep=(16,), hidden_sweep_population=8, population_sweep=(),
                           claim_points=((16, 8),), claim_repeats=2, profile_points=((16, 8),), naive_profile_point=(16, 8),
+                          profile_noises=(("table", "threefry2x32"), ("prng", "threefry2x32"), ("prng", "rbg")),
                           ranks=(1,), repeats=2, min_round_s=0.0, tokens=2)
     data = rec["data"]
     assert {r["contender"] for r in data["rows"]} == {"inference", "eggroll", "naive"}
@@ -249,8 +256,10 @@ def test_quick_experiment_runs_a_tiny_grid_and_writes_the_report(tmp_path):
     assert all(len(r["times_s"]) == 2 for r in data["claim_rows"])
     nf = {r["contender"]: r["noise_floats_per_member"] for r in data["rows"] if r["phase"] == "forward"}
     assert nf["naive"] > nf["eggroll"] > nf["inference"] == 0  # m n vs r (m + n) per matrix
-    parts = {(p["part"], p.get("noise"), p["rank"]) for p in data["profile"]}
-    assert {("noise", "table", 1), ("noise", "prng", 1), ("arithmetic", None, 1), ("noise", "table", None)} <= parts
+    parts = {(p["part"], p.get("noise"), p.get("prng_impl"), p["rank"]) for p in data["profile"]}
+    assert {("noise", "table", "threefry2x32", 1), ("noise", "prng", "threefry2x32", 1), ("arithmetic", None, None, 1),
+            ("noise", "table", "threefry2x32", None), ("noise", "prng", "rbg", 1)} <= parts
+    assert ("total", "prng", "rbg", 1) not in parts  # EGGROLL refuses rbg keys: their draws are timed alone
     assert data["environment"]["noise"] == "table" and "load average" in data["note"]
     assert data["summary"]["vs_naive"]["ratio"] > 0
     md = report.results_markdown({**rec, "device": "cpu:cpu", "cpu_count": 2, "jax_version": "x", "date": "d",

@@ -139,6 +139,24 @@ def population_noise(es: EGGROLL) -> Callable[[ESState], PyTree]:
     return lambda state: jax.vmap(es.pair_noise, (None, 0))(state, jnp.arange(es.num_pairs))
 
 
+def keyed_normals(es: EGGROLL) -> Callable[[ESState], PyTree]:
+    """The population's normals drawn like ``noise="prng"`` (``jax.random.normal`` of the folded
+    (key, generation, pair, leaf) keys, ``r (m + n)`` or all of a leaf's numbers per draw) with the
+    state key's own implementation: times the draws of rbg / unsafe_rbg keys, which EGGROLL
+    refuses (under vmap their draws depend on the batch, not only on the key)."""
+
+    def one(state: ESState, pair: jax.Array) -> list[jax.Array]:
+        k = jax.random.fold_in(jax.random.fold_in(state.key, state.generation), pair)
+        out = []
+        for j, leaf in enumerate(jax.tree_util.tree_leaves(state.params)):
+            r = es.leaf_rank(leaf.shape)
+            size = leaf.size if r is None else r * sum(leaf.shape)
+            out.append(jax.random.normal(jax.random.fold_in(k, j), (size,), leaf.dtype))
+        return out
+
+    return lambda state: jax.vmap(one, (None, 0))(state, jnp.arange(es.num_pairs))
+
+
 def forward_given_noise(model: Model, es: EGGROLL) -> Callable[[PyTree, PyTree, jax.Array], jax.Array]:
     """The factored forward with precomputed noise: the arithmetic alone."""
     return lambda params, noise, inputs: es.map_members_given_noise(

@@ -43,8 +43,11 @@ table of 2^16 Gaussian quantiles read in windows of 16 at hashed offsets with ha
 32-bit hash per 16 numbers instead of threefry2x32's ~25 integer operations per number and an
 inverse erf. Its entries have mean 0, variance 1 and fourth moment 3 exactly and are
 uncorrelated, so `E = A Bᵀ/√r` keeps the moments of the Gaussian construction
-(`tests/test_noise.py`); `noise="prng"` is `jax.random.normal` with the key's implementation
-(threefry2x32, rbg or unsafe_rbg). The profile compares them side by side."""
+(`tests/test_noise.py`); `noise="prng"` is `jax.random.normal` from threefry2x32 keys (the streams
+of runs made before the table). The profile compares them side by side, with the draws of the other
+`jax.random` implementations, `rbg` and `unsafe_rbg`, timed alone: EGGROLL refuses those keys,
+because under `jax.vmap` their draws come from one key of the batch (JAX's batching rule for
+`rng_bit_generator`), so a member's noise would depend on how members are batched."""
 
 GPU_CAVEATS = {
     "b0bb14b": """\

@@ -83,7 +83,7 @@ def check_int(name: str, v: Any, lo: int) -> None:
 
 
 def make_key(seed: int, prng_impl: str = "threefry2x32") -> jax.Array:
-    """A typed key of the chosen PRNG implementation (EGGROLL's noise follows the key's impl)."""
+    """A typed key of the chosen PRNG implementation (EGGROLL accepts threefry2x32 keys only)."""
     if prng_impl not in PRNG_IMPLS:
         raise ValueError(f"prng_impl must be one of {PRNG_IMPLS}, got {prng_impl!r}")
     return jax.random.key(seed, impl=prng_impl)
@@ -183,8 +183,10 @@ def profile_point(model: pg.Model | str, hidden: int, population: int, *, tokens
 
     Rows (all timed in the same interleaved rounds): ``part="inference"``; per generator
     ``(noise, prng_impl)`` of ``noises``: ``part="total"`` (the forward) and ``part="noise"``
-    (the population's noise alone, with ``normals_per_s``); and ``part="arithmetic"`` (the
-    factored forward given precomputed noise, which does not depend on the generator).
+    (the population's noise alone, with ``normals_per_s``; for rbg / unsafe_rbg keys, which
+    EGGROLL refuses, the same draws alone, :func:`programs.keyed_normals`); and
+    ``part="arithmetic"`` (the factored forward given precomputed noise, which does not depend
+    on the generator).
     """
     model = pg.get_model(model) if isinstance(model, str) else model
     params, inputs = _setup(model, hidden, population, tokens, seed, dtype)
@@ -195,8 +197,11 @@ def profile_point(model: pg.Model | str, hidden: int, population: int, *, tokens
         es = EGGROLL(sigma=sigma, population=population, rank=rank, noise=kind)
         state = es.init(make_key(seed + 1, impl), params)
         gen = {"noise": kind, "prng_impl": impl, "noise_floats": es.num_pairs * pg.noise_floats_per_member(params, rank)}
-        jobs.append(({**base, **gen, "part": "total"}, pg.eggroll_forward(model, es), (state, inputs)))
-        jobs.append(({**base, **gen, "part": "noise"}, pg.population_noise(es), (state,)))
+        if "threefry" in impl:
+            jobs.append(({**base, **gen, "part": "total"}, pg.eggroll_forward(model, es), (state, inputs)))
+            jobs.append(({**base, **gen, "part": "noise"}, pg.population_noise(es), (state,)))
+        else:  # EGGROLL refuses these keys: time their draws alone
+            jobs.append(({**base, **gen, "part": "noise"}, pg.keyed_normals(es), (state,)))
     es = EGGROLL(sigma=sigma, population=population, rank=rank, noise=noises[0][0])
     given = jax.jit(pg.population_noise(es))(es.init(make_key(seed + 1, noises[0][1]), params))
     jobs.append(({**base, "part": "arithmetic"}, pg.forward_given_noise(model, es), (params, given, inputs)))
