@@ -77,7 +77,7 @@ def environment_line(record: dict[str, Any]) -> str:
     return (f"Device **`{record['device']}`** ({record.get('cpu_count')} CPU cores, {env.get('processor')}, jax "
             f"{record.get('jax_version')}), measured {record.get('date')} with the code of `{record.get('code_version')}`"
             f" in {record['wall_s'] / 60:.1f} min; XLA_FLAGS `{flags}`; EGGROLL noise generator `{env.get('noise')}`. "
-            f"{record['data'].get('note', '')}.")
+            f"{record['data'].get('note', '').rstrip('.')}.")
 
 
 def noise_sentences(data: dict[str, Any]) -> str:
@@ -114,13 +114,14 @@ def results_markdown(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None,
                     f"`XLA_FLAGS={flags}` unless XLA_FLAGS is set: portable numerics, no XNNPACK). The same "
                     "claimed points in a second process with `XLA_FLAGS=` (XLA's native CPU kernels), "
                     f"code `{native.get('code_version')}`, {native['data'].get('note', '')}:", "",
-                    claims_table(native["data"]), ""]
+                    claims_table(native["data"], ("vs_inference", "vs_inference_512")), ""]
         out += ["### Forward pass (member-tokens/s) and one ES generation with memory", "", markdown_tables(d), "",
                 "### Where the time goes", "", profile_table(d), "", noise_sentences(d), ""]
     if gpu is not None:
         d = gpu["data"]
         out += ["## GPU", "", environment_line(gpu), "", d.get("user_note", ""), "",
-                GPU_CAVEATS.get(gpu.get("code_version"), ""), "", "### Claims", "", claims_table(d), "",
+                GPU_CAVEATS.get(gpu.get("code_version"), ""), "", "### Claims", "",
+                claims_table(d, ("vs_inference", "vs_naive"), "_gpu", {"vs_inference": 0.9}), "",
                 "### Forward pass (member-tokens/s) and one ES generation with memory", "", markdown_tables(d), "",
                 "### Where the time goes", "", profile_table(d), ""]
     out += ["## Re-measuring on a GPU", "", "On a machine with a GPU, from the repository root:", "", "```",

@@ -158,18 +158,21 @@ def profile_table(results: dict[str, Any]) -> str:
     return "\n".join(_md(head, body))
 
 
-def claims_table(results: dict[str, Any]) -> str:
-    """The claimed ratios in Markdown: point, wall and CPU-time ratio, rounds, spread, load."""
+def claims_table(results: dict[str, Any], keys: tuple[str, ...] = tuple(CLAIM_POINTS), suffix: str = "",
+                 lows: dict[str, float] | None = None) -> str:
+    """The claimed ratios ``keys`` in Markdown: point, wall and CPU-time ratio, rounds, spread, load,
+    target (``lows`` overrides thresholds, e.g. the GPU's), met; claim ids get ``suffix``."""
     head = ["claim", "point", "EGGROLL / baseline (wall)", "CPU time", "rounds", "half range", "load average", "target", "met"]
     body = []
-    for key, spec in CLAIM_POINTS.items():
+    for key in keys:
+        low = (lows or {}).get(key, CLAIM_POINTS[key]["low"])
         p = results["summary"].get(key)
         if p is None:
-            body.append([f"`eggroll.throughput.{key}`", "not measured"] + ["—"] * 6 + ["no"])
+            body.append([f"`eggroll.throughput.{key}{suffix}`", "not measured"] + ["—"] * 6 + ["no"])
             continue
-        body.append([f"`eggroll.throughput.{key}`", f"{p['model']} {p['hidden']} / {p['population']}, r={p['rank']}",
+        body.append([f"`eggroll.throughput.{key}{suffix}`", f"{p['model']} {p['hidden']} / {p['population']}, r={p['rank']}",
                      f"**{p['ratio']:.3g}**", "—" if p.get("ratio_cpu") is None else f"{p['ratio_cpu']:.3g}",
                      str(p["rounds"]), "—" if p.get("spread") is None else f"{p['spread']:.2g}",
                      "—" if not p.get("load_average") else f"{p['load_average'][0]:.2g}",
-                     f">= {spec['low']:g}", "yes" if p["ratio"] >= spec["low"] else "**no**"])
+                     f">= {low:g}", "yes" if p["ratio"] >= low else "**no**"])
     return "\n".join(_md(head, body))
