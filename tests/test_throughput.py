@@ -273,6 +273,22 @@ def test_report_command_regenerates_results_md(tmp_path):
                    check=True, capture_output=True)
     text = out.read_text()
     assert "## GPU" in text and "b0bb14b" in text and "do not edit by hand" in text
+    assert text == (REPO_ROOT / "benchmarks" / "RESULTS.md").read_text()  # the committed file is up to date
+
+
+def test_committed_cpu_reference_feeds_the_cpu_claims_with_its_code_version():
+    from lowrank_es import claims
+
+    res = experiments.load("throughput", "reference")
+    assert res["device"].startswith("cpu") and res["scale"] == "reference"
+    for key in ("vs_inference", "vs_inference_512", "vs_naive"):
+        rec = claims.evaluate(f"eggroll.throughput.{key}", results=res, record=False)
+        assert rec["scale"] == "reference" and rec["details"]["code_version"] == res["code_version"]
+        p = res["data"]["summary"][key]
+        if rec["measured"] is None:  # not measured, or over too few rounds: said, not held
+            assert not rec["holds"] and rec["details"]["reason"]
+        else:
+            assert rec["measured"] == pytest.approx(p["ratio"]) and rec["seeds"] == p["rounds"]
 
 
 @pytest.mark.parametrize(

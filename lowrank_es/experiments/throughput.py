@@ -2,8 +2,10 @@
 inference and naive full-rank ES, side by side on one device.
 
 Scales: ``quick`` (a small grid, about a minute on 2 CPU cores), ``reference`` (the committed CPU
-grid and the claimed points, about 10 minutes on 2 idle cores), ``native`` (the claimed points
-again, measured in a process with XLA's native CPU flags) and ``gpu`` (the grid of the GPU run). One job per grid point, per claimed point and per profile. Timings depend on the machine
+grid, the claimed points and the profiles: about 5 minutes on 2 idle cores together with
+``native``, estimated from the program times of the idle 2026-11-26 run), ``native`` (the claimed
+points again, in a process with XLA's native CPU flags) and ``gpu`` (the grid of the GPU run).
+One job per grid point, per claimed point and per profile. Timings depend on the machine
 and its load: the results record the load average next to every point, and a reference run is
 only worth committing from a fresh run (``python -m benchmarks.throughput reference`` does not
 reuse cached jobs; ``python -m lowrank_es run throughput`` does, like every experiment).

@@ -110,11 +110,6 @@ def plot_results(results: dict[str, Any], *, model: str = "mlp"):
     return fig
 
 
-# ---------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------
-
-
 def plot_profile(results: dict[str, Any], ax, *, rank: int = 1):
     """Per profiled point, the population's noise alone as a share of plain inference's time, one
     bar per generator, next to the arithmetic overhead (forward given noise / inference - 1)."""

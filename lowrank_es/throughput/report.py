@@ -49,7 +49,16 @@ of runs made before the table). The profile compares them side by side, with the
 because under `jax.vmap` their draws come from one key of the batch (JAX's batching rule for
 `rng_bit_generator`), so a member's noise would depend on how members are batched."""
 
-GPU_CAVEATS = {
+#: What to bear in mind about results measured with older code, keyed by their code version.
+CAVEATS = {
+    "24caa7f": """\
+**Read these CPU numbers with these caveats.** They were measured on 2026-11-26 on an otherwise idle
+machine with the code of commit `24caa7f`: each antithetic pair drew its noise with `jax.random.normal`
+from threefry2x32 keys (today's default generator is the table, which costs a fraction of threefry,
+see the profile notes), every point was timed for 3 rounds, and the claimed points were not timed
+apart: `vs_inference` therefore has 3 rounds, fewer than the 9 its claim needs, and
+`vs_inference_512` (hidden 512 / population 1024) was not measured. `python -m benchmarks.throughput
+reference` re-measures all of it with the current code (about 5 minutes on 2 idle cores).""",
     "b0bb14b": """\
 **Read the GPU numbers with these caveats.** They were measured with the code of commit `b0bb14b`:
 each member drew its own threefry noise (now a pair draws once, and the default generator is the
@@ -73,11 +82,11 @@ low-rank epilogue (a Pallas / Triton kernel) with lower precision; none measured
 def environment_line(record: dict[str, Any]) -> str:
     """Device, cores, processor, jax, flags, generator, code version, date and wall time of a run."""
     env = record["data"].get("environment", {})
-    flags = env.get("xla_flags")
+    flags, note = env.get("xla_flags"), record["data"].get("note", "").rstrip(".")
     return (f"Device **`{record['device']}`** ({record.get('cpu_count')} CPU cores, {env.get('processor')}, jax "
             f"{record.get('jax_version')}), measured {record.get('date')} with the code of `{record.get('code_version')}`"
             f" in {record['wall_s'] / 60:.1f} min; XLA_FLAGS `{flags}`; EGGROLL noise generator `{env.get('noise')}`. "
-            f"{record['data'].get('note', '').rstrip('.')}.")
+            f"{note[:1].upper() + note[1:]}.")
 
 
 def noise_sentences(data: dict[str, Any]) -> str:
@@ -106,7 +115,8 @@ def results_markdown(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None,
            "`notebooks/06_throughput.ipynb`.", "", METHOD, "", NOISE, ""]
     if cpu is not None:
         d = cpu["data"]
-        out += ["## CPU", "", environment_line(cpu), "", "```", COMMAND, "```", "",
+        out += ["## CPU", "", environment_line(cpu), "", CAVEATS.get(cpu.get("code_version"), ""), "",
+                "```", COMMAND, "```", "",
                 "### Claims", "", claims_table(d), ""]
         if native is not None:
             flags = cpu["data"]["environment"].get("xla_flags")
@@ -120,7 +130,7 @@ def results_markdown(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None,
     if gpu is not None:
         d = gpu["data"]
         out += ["## GPU", "", environment_line(gpu), "", d.get("user_note", ""), "",
-                GPU_CAVEATS.get(gpu.get("code_version"), ""), "", "### Claims", "",
+                CAVEATS.get(gpu.get("code_version"), ""), "", "### Claims", "",
                 claims_table(d, ("vs_inference", "vs_naive"), "_gpu", {"vs_inference": 0.9}), "",
                 "### Forward pass (member-tokens/s) and one ES generation with memory", "", markdown_tables(d), "",
                 "### Where the time goes", "", profile_table(d), ""]
@@ -130,4 +140,7 @@ def results_markdown(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None,
             " the claimed points for 15 rounds, profiles of every noise generator), records the code version, and"
             " rewrites this file. A job that crashes the process (an XLA abort) loses only that job: run the same"
             " command with `--resume` to keep the finished ones.", ""]
-    return "\n".join(line.rstrip() for line in out).rstrip() + "\n"
+    text = "\n".join(line.rstrip() for line in out)
+    while "\n\n\n" in text:  # an empty note leaves no gap
+        text = text.replace("\n\n\n", "\n\n")
+    return text.rstrip() + "\n"
