@@ -239,6 +239,10 @@ def test_markdown_tables_show_every_point_and_skipped_contenders():
     claims_md = tables.claims_table(data)
     assert "| `eggroll.throughput.vs_inference` | mlp 1024 / 1024, r=1 | **0.96** | 0.97 | 9 | 0.03 |" in claims_md
     assert "| `eggroll.throughput.vs_inference_512` | not measured |" in claims_md
+    p = {**data["summary"]["vs_inference"], "ratio": 0.92}  # between the GPU (0.9) and CPU (0.95) targets
+    assert "target >= 0.95: NOT met" in tables.claim_line("vs_inference", p)
+    assert "target >= 0.9: met" in tables.claim_line("vs_inference", p, "gpu")
+    assert "| >= 0.9 | yes |" in tables.claims_table({"summary": {"vs_inference": p}}, ("vs_inference",), "_gpu", "gpu")
 
 
 def test_quick_experiment_runs_a_tiny_grid_and_writes_the_report(tmp_path):

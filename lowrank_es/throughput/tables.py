@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lowrank_es.throughput.summary import CLAIM_POINTS, find, ratios
+from lowrank_es.throughput.summary import CLAIM_POINTS, find, ratios, threshold
 
 
 def fmt_rate(x: float | None) -> str:
@@ -52,23 +52,24 @@ def format_point(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def claim_line(key: str, p: dict[str, Any] | None) -> str:
-    """One claimed ratio as a sentence: value, CPU-time value, rounds and spread, threshold."""
-    spec = CLAIM_POINTS[key]
+def claim_line(key: str, p: dict[str, Any] | None, platform: str = "cpu") -> str:
+    """One claimed ratio as a sentence: value, CPU-time value, rounds and spread, threshold on ``platform``."""
+    low = threshold(key, platform)
     if p is None:
         return f"{key}: not measured in this run"
     what = "naive ES" if key == "vs_naive" else "inference"
     cpu = "" if p.get("ratio_cpu") is None else f", {p['ratio_cpu']:.3g}x CPU time"
     spread = "" if p.get("spread") is None else f" ± {p['spread']:.2g} (half range)"
     gen = "" if p.get("generation_ratio") is None else f", {p['generation_ratio']:.3g}x per generation"
-    verdict = "met" if p["ratio"] >= spec["low"] else "NOT met"
+    verdict = "met" if p["ratio"] >= low else "NOT met"
     return (f"{key}: EGGROLL r={p['rank']} / {what} at hidden {p['hidden']}, population {p['population']}: "
-            f"{p['ratio']:.3g}x wall{spread} over {p['rounds']} rounds{cpu}{gen} (target >= {spec['low']:g}: {verdict})")
+            f"{p['ratio']:.3g}x wall{spread} over {p['rounds']} rounds{cpu}{gen} (target >= {low:g}: {verdict})")
 
 
 def format_summary(results: dict[str, Any]) -> str:
-    """The claimed ratios and the profiles of a run, one line each."""
-    lines = [claim_line(k, results["summary"].get(k)) for k in CLAIM_POINTS]
+    """The claimed ratios (with the targets of the run's platform) and the profiles of a run, one line each."""
+    platform = (results.get("environment") or {}).get("platform", "cpu")
+    lines = [claim_line(k, results["summary"].get(k), platform) for k in CLAIM_POINTS]
     for p in results.get("profile", []):
         if p["part"] in ("total", "noise") and p.get("median_s") is not None:
             name = "naive ES" if p["rank"] is None else f"EGGROLL r={p['rank']}"
@@ -159,13 +160,13 @@ def profile_table(results: dict[str, Any]) -> str:
 
 
 def claims_table(results: dict[str, Any], keys: tuple[str, ...] = tuple(CLAIM_POINTS), suffix: str = "",
-                 lows: dict[str, float] | None = None) -> str:
+                 platform: str = "cpu") -> str:
     """The claimed ratios ``keys`` in Markdown: point, wall and CPU-time ratio, rounds, spread, load,
-    target (``lows`` overrides thresholds, e.g. the GPU's), met; claim ids get ``suffix``."""
+    target on ``platform``, met; claim ids get ``suffix``."""
     head = ["claim", "point", "EGGROLL / baseline (wall)", "CPU time", "rounds", "half range", "load average", "target", "met"]
     body = []
     for key in keys:
-        low = (lows or {}).get(key, CLAIM_POINTS[key]["low"])
+        low = threshold(key, platform)
         p = results["summary"].get(key)
         if p is None:
             body.append([f"`eggroll.throughput.{key}{suffix}`", "not measured"] + ["—"] * 6 + ["no"])
