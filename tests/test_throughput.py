@@ -219,11 +219,11 @@ def test_committed_gpu_results_feed_the_gpu_claims_with_their_code_version():
     from lowrank_es import claims
 
     res = experiments.load("throughput", "gpu")
-    assert res["device"].startswith("gpu:") and res["code_version"] == "b0bb14b"
+    assert res["device"].startswith("gpu:") and res["code_version"]  # labelled with the code it measured
     assert not any("cpu_times_s" in r for r in res["data"]["rows"])
     for cid, key in (("eggroll.throughput.vs_inference_gpu", "vs_inference"), ("eggroll.throughput.vs_naive_gpu", "vs_naive")):
         rec = claims.evaluate(cid, record=False)
-        assert rec["device"] == res["device"] and rec["scale"] == "gpu" and rec["details"]["code_version"] == "b0bb14b"
+        assert rec["device"] == res["device"] and rec["scale"] == "gpu" and rec["details"]["code_version"] == res["code_version"]
         assert rec["measured"] == pytest.approx(res["data"]["summary"][key]["ratio"])
 
 
@@ -276,7 +276,8 @@ def test_report_command_regenerates_results_md(tmp_path):
     subprocess.run([sys.executable, "-m", "benchmarks.throughput", "report", "--report", str(out)], cwd=REPO_ROOT,
                    check=True, capture_output=True)
     text = out.read_text()
-    assert "## GPU" in text and "b0bb14b" in text and "do not edit by hand" in text
+    gpu = experiments.load("throughput", "gpu")
+    assert "## GPU" in text and f"`{gpu['code_version']}`" in text and "do not edit by hand" in text
     assert text == (REPO_ROOT / "benchmarks" / "RESULTS.md").read_text()  # the committed file is up to date
 
 
