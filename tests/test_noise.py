@@ -19,12 +19,14 @@ from lowrank_es.es import eggroll, noise
 from lowrank_es.es.eggroll import EGGROLL
 
 KINDS = noise.NOISE_KINDS
+#: every generator the package offers: (EGGROLL's noise, the key's PRNG implementation)
+GENERATORS = [("table", "threefry2x32"), ("prng", "threefry2x32")]
 
 
-def _draws(kind: str, rank: int, draws: int, shape=(8, 8)) -> tuple[np.ndarray, np.ndarray]:
+def _draws(kind: str, rank: int, draws: int, shape=(8, 8), impl: str = "threefry2x32") -> tuple[np.ndarray, np.ndarray]:
     """``draws`` independent members' materialised ``E`` (draws, m n) and bias noise (draws, m)."""
     es = EGGROLL(sigma=1.0, population=draws, rank=rank, antithetic=False, noise=kind)
-    state = es.init(jax.random.PRNGKey(rank), {"W": jnp.zeros(shape), "b": jnp.zeros(shape[0])})
+    state = es.init(jax.random.key(rank, impl=impl), {"W": jnp.zeros(shape), "b": jnp.zeros(shape[0])})
     nz = jax.jit(jax.vmap(lambda i: es.member_noise(state, i)))(jnp.arange(draws))
     E = jax.vmap(eggroll.perturbation)(nz["W"])
     return np.asarray(E).reshape(draws, -1), np.asarray(nz["b"].eps)
@@ -37,11 +39,10 @@ def _assert_moments(x: np.ndarray, expected: dict[int, float]) -> None:
         assert abs(per_draw.mean() - want) < 5 * se, (power, per_draw.mean(), want, se)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("rank", [1, 2, 8])
-def test_lowrank_entries_have_mean_0_variance_1_fourth_moment_3_plus_6_over_r(kind, rank):
+@pytest.mark.parametrize("kind,impl,rank", [(k, i, r) for k, i in GENERATORS for r in (1, 2, 8)])
+def test_lowrank_entries_have_mean_0_variance_1_fourth_moment_3_plus_6_over_r(kind, impl, rank):
     with jax.enable_x64(True):
-        E, b = _draws(kind, rank, 60_000)
+        E, b = _draws(kind, rank, 60_000, impl=impl)
         _assert_moments(E, {1: 0.0, 2: 1.0, 4: 3.0 + 6.0 / rank})
         _assert_moments(b, {1: 0.0, 2: 1.0, 3: 0.0, 4: 3.0})
         if rank == 1:  # the test can fail: a rank-1 entry is a product of two normals, not a normal
@@ -57,15 +58,15 @@ def _mean_z2(a: np.ndarray, b: np.ndarray, expected: np.ndarray | float = 0.0) -
     return float(np.mean((m1 - expected) ** 2 * K / var))
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_members_leaves_and_entries_are_uncorrelated(kind):
+@pytest.mark.parametrize("kind,impl", GENERATORS)
+def test_members_leaves_and_entries_are_uncorrelated(kind, impl):
     """Cross-covariance of two members' noise (entries of E and of the bias) over K generations
     is 0, and one member's own covariance is the identity: the mean squared z-score over all
     pairs of entries is 1 +- 0.25. The antithetic partner (the same draw) must fail it."""
     with jax.enable_x64(True):
         K = 10_000
         es = EGGROLL(sigma=1.0, population=8, rank=2, noise=kind)
-        state = es.init(jax.random.PRNGKey(5), {"W": jnp.zeros((6, 5)), "b": jnp.zeros(6)})
+        state = es.init(jax.random.key(5, impl=impl), {"W": jnp.zeros((6, 5)), "b": jnp.zeros(6)})
 
         def flat(g, member):  # E and the bias noise, the antithetic sign removed (sigma = 1)
             nz = es.member_noise(state._replace(generation=g), member)
@@ -81,18 +82,19 @@ def test_members_leaves_and_entries_are_uncorrelated(kind):
         assert _mean_z2(x0, x1) > 10  # the antithetic partner: the same draw
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_same_key_same_bits_and_every_index_changes_the_noise(kind):
+@pytest.mark.parametrize("kind,impl", GENERATORS)
+def test_same_key_same_bits_and_every_index_changes_the_noise(kind, impl):
     es = EGGROLL(sigma=0.1, population=8, rank=2, noise=kind)
     params = {"W": jnp.zeros((40, 24)), "b": jnp.zeros(40)}
-    s = es.init(jax.random.PRNGKey(9), params)
+    key = lambda seed: jax.random.key(seed, impl=impl)
+    s = es.init(key(9), params)
     pair_noise = jax.jit(es.pair_noise)
     a = jax.tree_util.tree_leaves(pair_noise(s, 1))
-    b = jax.tree_util.tree_leaves(pair_noise(es.init(jax.random.PRNGKey(9), params), 1))
+    b = jax.tree_util.tree_leaves(pair_noise(es.init(key(9), params), 1))
     for x, y in zip(a, b):
         assert np.array_equal(np.asarray(x), np.asarray(y))
     others = [pair_noise(s, 2), pair_noise(s._replace(generation=s.generation + 1), 1),
-              pair_noise(es.init(jax.random.PRNGKey(10), params), 1)]
+              pair_noise(es.init(key(10), params), 1)]
     for o in others:
         assert not np.allclose(np.asarray(a[0]), np.asarray(jax.tree_util.tree_leaves(o)[0]))
     # the two leaves (and A, B of one leaf, and the two columns of A) differ
@@ -100,6 +102,23 @@ def test_same_key_same_bits_and_every_index_changes_the_noise(kind):
     assert not np.allclose(nz["W"].A[:, 0], nz["W"].A[:, 1])
     assert not np.allclose(nz["W"].A[:24, 0], nz["W"].B[:, 0])
     assert not np.allclose(nz["W"].A[:, 0], nz["b"].eps)
+
+
+@pytest.mark.parametrize("impl", ["rbg", "unsafe_rbg"])
+def test_keys_whose_batched_draws_depend_on_the_batch_are_refused(impl):
+    """Under vmap, rbg / unsafe_rbg draw a batch from one key of the batch (JAX's batching rule
+    for rng_bit_generator): two equal keys give different numbers, so member noise would depend
+    on how members are batched. EGGROLL refuses such keys (threefry2x32 is batch-invariant)."""
+    draw = lambda key: jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), (4,)))(jnp.array([3, 3]))
+    same = draw(jax.random.key(0, impl="threefry2x32"))
+    assert np.array_equal(same[0], same[1])
+    differ = draw(jax.random.key(0, impl=impl))
+    assert not np.array_equal(differ[0], differ[1])  # if JAX changes this rule, the refusal can go
+    for kind in KINDS:
+        es = EGGROLL(sigma=0.1, population=4, rank=1, noise=kind)
+        state = es.init(jax.random.key(0, impl=impl), {"W": jnp.zeros((3, 2))})
+        with pytest.raises(ValueError, match="threefry2x32"):
+            es.pair_noise(state, 0)
 
 
 def test_prng_kind_keeps_the_original_stream():

@@ -169,10 +169,11 @@ class EGGROLL:
     clip_rank: if True, a matrix smaller than ``rank`` uses ``min(rank, m, n)``;
     otherwise such a matrix is an error.
     noise: the generator of member noise (:mod:`lowrank_es.es.noise`): ``"table"`` (a hashed
-    table of Gaussian quantiles: mean, variance and fourth moment exact, about a tenth of the
-    CPU cost), ``"prng"`` (``jax.random.normal`` with the key's implementation; the streams
-    of runs made before this field existed) or ``"auto"``, the device's default
-    (``noise.DEFAULT_NOISE``: ``"table"``).
+    table of Gaussian quantiles: mean, variance and fourth moment exact, a sixth to an eighth
+    of threefry's CPU time), ``"prng"`` (``jax.random.normal``; the streams of runs made before
+    this field existed) or ``"auto"``, the device's default (``noise.DEFAULT_NOISE``:
+    ``"table"``). The key must be a threefry2x32 key (rbg / unsafe_rbg draws under vmap
+    depend on the batch, so member noise would not be a function of the key).
     """
 
     sigma: float
@@ -265,6 +266,7 @@ class EGGROLL:
     def pair_noise(self, state: ESState, pair: jax.Array) -> PyTree:
         """The ``+`` noise of draw ``pair`` (members ``2 pair`` and ``2 pair + 1`` with antithetic
         sampling, member ``pair`` without): a pure function of (key, generation, pair, leaf)."""
+        noise_gen.check_key(state.key)
         k = jax.random.fold_in(jax.random.fold_in(state.key, state.generation), jnp.asarray(pair))
         leaves, treedef = jax.tree_util.tree_flatten(state.params)
         out = []

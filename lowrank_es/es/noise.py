@@ -1,9 +1,14 @@
 """Standard-normal member noise as a pure function of a JAX key: two generators.
 
-``"prng"``: ``jax.random.normal`` with the key's own implementation (threefry2x32 for
-``jax.random.PRNGKey`` / ``jax.random.key``; ``rbg`` or ``unsafe_rbg`` for keys made with
-``impl=``). Exact Gaussians; about 25 integer operations per 32 random bits plus an inverse-erf
-transform per number.
+``"prng"``: ``jax.random.normal`` from threefry2x32 keys (``jax.random.PRNGKey`` /
+``jax.random.key``). Exact Gaussians; about 25 integer operations per 32 random bits plus an
+inverse-erf transform per number.
+
+Keys must be threefry2x32 keys (:func:`check_key`): ``rbg`` and ``unsafe_rbg`` keys draw, under
+``jax.vmap``, a batch from one key of the batch (JAX's batching rule for ``rng_bit_generator``),
+so the noise of a member would depend on how the members are batched, not only on its key: the
+evaluated members and the gradient's noise could disagree. (On the CPU they are also twice as
+slow as threefry2x32 here; the benchmark still times them, outside EGGROLL.)
 
 ``"table"``: windows of a fixed table of Gaussian quantiles at hashed offsets, with hashed
 signs. The table holds ``2**16`` values ``a q + b q**3`` of the midpoint quantiles
@@ -103,6 +108,25 @@ def mix32(h: jax.Array) -> jax.Array:
     h = h ^ (h >> 13)
     h = h * jnp.uint32(0xC2B2AE35)
     return h ^ (h >> 16)
+
+
+def key_impl(key: jax.Array) -> str:
+    """The PRNG implementation of a key (a raw ``uint32`` key has the default implementation,
+    ``jax_default_prng_impl``)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        impl = jax.random.key_impl(key)
+        return str(getattr(impl, "name", impl))
+    return str(jax.config.jax_default_prng_impl)
+
+
+def check_key(key: jax.Array) -> None:
+    """``ValueError`` unless ``key`` is a threefry2x32 key (see the module docstring: rbg and
+    unsafe_rbg draws under vmap are not a function of the key)."""
+    impl = key_impl(key)
+    if "threefry" not in impl:
+        raise ValueError(f"key must be a threefry2x32 key (jax.random.PRNGKey or jax.random.key), got impl {impl!r}: "
+                         "rbg / unsafe_rbg draws under jax.vmap depend on the batch, so member noise would not be "
+                         "a pure function of (key, generation, member, leaf)")
 
 
 def _seed_words(key: jax.Array) -> tuple[jax.Array, jax.Array]:
