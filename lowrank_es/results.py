@@ -38,15 +38,21 @@ def results_path(experiment: str, scale: str) -> Path:
 
 
 def code_version() -> str:
-    """``git describe --always --dirty`` of the checkout, or the package version outside git."""
+    """``git describe --always`` of the checkout, with ``-dirty`` when the package's code
+    (``lowrank_es/``) differs from that commit; the package version outside git. Figures and
+    notebooks do not count: they are outputs, not the code that made a result."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=10, check=True)
-        return out.stdout.strip()
+        version = git("describe", "--always")
+        changed = git("status", "--porcelain", "--untracked-files=all", "--", "lowrank_es")
     except (OSError, subprocess.SubprocessError):
         from lowrank_es import __version__
 
         return f"lowrank-es {__version__}"
+    return version + ("-dirty" if changed else "")
 
 
 def device_name() -> str:
