@@ -43,7 +43,7 @@ SCALES = {
     "quick": Config(),
     "reference": Config(finetune=cf.FinetuneConfig(token_budget=340_000, eval_points=11, n_val=200, val_samples=2),
                         n_test=400, test_samples=4,
-                        eggroll=cf.EggrollConfig(population=256, group=8, sigma=0.03, lr=3e-3),
+                        eggroll=cf.EggrollConfig(population=512, group=8, sigma=0.03, lr=3e-3),
                         grpo=cf.GRPOConfig(group=8, lr=1e-3, inner_steps=2)),
 }
 SEEDS = {"quick": 3, "reference": 5}
@@ -139,9 +139,10 @@ class SweepConfig:
 SWEEP_SCALES = {
     "quick": SweepConfig(),
     "reference": SweepConfig(
-        base=dataclasses.replace(SCALES["reference"], finetune=cf.FinetuneConfig(token_budget=170_000, eval_points=6,
-                                                                                  n_val=200, val_samples=2)),
-        eggroll_sigma=(0.01, 0.03), eggroll_lr=(1e-3, 3e-3, 1e-2), grpo_lr=(3e-4, 1e-3, 3e-3), grpo_group=(4, 8)),
+        # the reference comparison's budget, population and group; the swept values replace sigma / lr / group
+        base=Config(finetune=cf.FinetuneConfig(token_budget=340_000, eval_points=6, n_val=200, val_samples=2),
+                    eggroll=cf.EggrollConfig(population=512, group=8), grpo=cf.GRPOConfig(group=8, inner_steps=2)),
+        eggroll_sigma=(0.02, 0.03, 0.05), eggroll_lr=(1e-3, 3e-3), grpo_lr=(3e-4, 1e-3, 3e-3), grpo_group=(4, 8)),
 }
 
 
