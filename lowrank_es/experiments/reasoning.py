@@ -41,12 +41,14 @@ class Config:
 
 SCALES = {
     "quick": Config(),
-    "reference": Config(finetune=cf.FinetuneConfig(token_budget=340_000, eval_points=11, n_val=200, val_samples=2),
-                        n_test=400, test_samples=4,
+    # each method's best setting of the reference sweep (by validation accuracy) at the sweep's budget;
+    # 3 seeds, not 5, and 6 evaluation points: what a shared 2-core CPU could finish
+    "reference": Config(finetune=cf.FinetuneConfig(token_budget=340_000, eval_points=6, n_val=200, val_samples=2),
+                        n_test=400, test_samples=2,
                         eggroll=cf.EggrollConfig(population=512, group=8, sigma=0.03, lr=3e-3),
-                        grpo=cf.GRPOConfig(group=8, lr=1e-3, inner_steps=2)),
+                        grpo=cf.GRPOConfig(group=4, lr=3e-4, inner_steps=2)),
 }
-SEEDS = {"quick": 3, "reference": 5}
+SEEDS = {"quick": 3, "reference": 3}
 
 
 def start_job(cfg: Config) -> dict:
@@ -142,7 +144,9 @@ SWEEP_SCALES = {
         # the reference comparison's budget, population and group; the swept values replace sigma / lr / group
         base=Config(finetune=cf.FinetuneConfig(token_budget=340_000, eval_points=6, n_val=200, val_samples=2),
                     eggroll=cf.EggrollConfig(population=512, group=8), grpo=cf.GRPOConfig(group=8, inner_steps=2)),
-        eggroll_sigma=(0.02, 0.03, 0.05), eggroll_lr=(1e-3, 3e-3), grpo_lr=(3e-4, 1e-3, 3e-3), grpo_group=(4, 8)),
+        # GRPO's lr 3e-3 was dropped for CPU time on a shared machine (lr 1e-3 already fell back late in
+        # the budget): GRPO got 4 settings, EGGROLL 6, an imbalance that can only favour EGGROLL
+        eggroll_sigma=(0.02, 0.03, 0.05), eggroll_lr=(1e-3, 3e-3), grpo_lr=(3e-4, 1e-3), grpo_group=(4, 8)),
 }
 
 
