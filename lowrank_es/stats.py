@@ -132,3 +132,50 @@ def indistinguishable(a, b, alpha: float = 0.05) -> dict[str, float | bool]:
         return {"U": float(a.size * b.size / 2), "p_value": 1.0, "same": True}
     res = _st.mannwhitneyu(a, b, alternative="two-sided")
     return {"U": float(res.statistic), "p_value": float(res.pvalue), "same": bool(res.pvalue >= alpha)}
+
+
+def max_rise(curve) -> np.ndarray:
+    """Largest rise of a loss curve above its best value so far, ``max_t (c_t - min_{s<=t} c_s)``
+    (0 for a curve that never gets worse). curve: (..., K) -> (...)"""
+    c = np.asarray(curve, dtype=float)
+    if c.ndim < 1 or c.shape[-1] < 1:
+        raise ValueError(f"curve must have at least one point on its last axis, got shape {c.shape}")
+    return np.max(c - np.minimum.accumulate(c, axis=-1), axis=-1)
+
+
+def mean_ci(values, level: float = 0.95) -> tuple[float, float]:
+    """Mean and Student-t half-width over independent runs (seeds). values: (n >= 2,)."""
+    v = np.asarray(values, float)
+    if v.ndim != 1 or v.size < 2:
+        raise ValueError(f"values must be a 1-d sequence of at least 2 runs, got shape {v.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    half = _st.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+    return float(v.mean()), float(half)
+
+
+def proportion_ci(per_item, level: float = 0.95) -> tuple[float, float]:
+    """Mean and normal-approximation half-width of a mean of per-item scores in [0, 1] (items
+    independent, e.g. test prompts), from their sample standard deviation."""
+    v = np.asarray(per_item, float)
+    if v.ndim != 1 or v.size < 2:
+        raise ValueError(f"per_item must be a 1-d sequence of at least 2 items, got shape {v.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    half = _st.norm.ppf(0.5 + level / 2) * v.std(ddof=1) / np.sqrt(v.size)
+    return float(v.mean()), float(half)
+
+
+def welch_ci(a, b, level: float = 0.95) -> tuple[float, float]:
+    """mean(a) - mean(b) and its two-sided Welch-Satterthwaite t half-width at ``level``."""
+    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    if a.size < 2 or b.size < 2:
+        raise ValueError(f"a and b need at least 2 runs each, got {a.size} and {b.size}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = np.sqrt(va + vb)
+    if se == 0:
+        return float(a.mean() - b.mean()), 0.0
+    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    return float(a.mean() - b.mean()), float(_st.t.ppf(0.5 + level / 2, dof) * se)

@@ -1,7 +1,8 @@
 """The integer-only LM and integer EGGROLL: a mechanical jaxpr check that no floating-point dtype
-appears, integer arithmetic against a float reference within stated quantisation errors,
-factored vs materialised integer perturbations (exact), the aggregated update against a
-brute-force sum, and the int8 range of parameters under updates."""
+appears (a whole generation, fitness included), integer arithmetic against a float reference
+within stated quantisation errors, the integer log-softmax against the exact one, factored vs
+materialised integer perturbations (exact), the aggregated update against a brute-force sum, the
+noise table's int8 range, and the int8 range of parameters under updates."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lowrank_es import int8lm as il
+from lowrank_es.es import integer as ie
+from lowrank_es.es.jaxpr import float_dtypes_in
 from lowrank_es.models import mingru
+from lowrank_es.models import mingru_int8 as il
+from lowrank_es.stats import max_rise
+from lowrank_es.tasks import char_lm
 
 V, D = 13, 8
 
@@ -26,20 +31,24 @@ def _params(seed=0, n_layers=2):
     return il.init_params(jax.random.key(seed), V, D, n_layers)
 
 
-def test_forward_jaxpr_has_no_float():
+def test_whole_generation_jaxpr_has_no_float():
     params = _params()
     toks = jnp.arange(6) % V
-    es = il.IntEGGROLL(population=4, rank=2)
-    state = es.init(7, params)
+    es = ie.IntEGGROLL(population=4, rank=2, threshold=1.0, anneal_generations=10)
+    state = es.init(jax.random.key(7), params)
     # the mean's forward, and a member's forward including its noise generation (hash + table slice)
-    assert il.float_dtypes_in(il.apply, params, toks) == {}
-    assert il.float_dtypes_in(lambda s, m, t: il.member_forward(es, s, m, t), state, jnp.int32(3), toks) == {}
-    # the integer update itself (votes in, int8 parameters out) is integer too
-    votes_update = lambda s, v: jax.tree_util.tree_map(
-        lambda p, g: il.sat8(p.astype(jnp.int32) + jnp.sign(g)), s.params, es.aggregate(s, v))
-    assert il.float_dtypes_in(votes_update, state, jnp.array([1, -1], jnp.int32)) == {}
+    assert float_dtypes_in(il.apply, params, toks) == {}
+    assert float_dtypes_in(lambda s, m, t: il.apply(s.params, t, es.member_noise(s, m)), state, jnp.int32(3), toks) == {}
+    # one whole generation: data windows, every member's integer log-likelihood, votes, update
+    corpus = jnp.asarray(np.random.default_rng(0).integers(0, V, 500), jnp.int32)
+    gen = char_lm.int8_generation(es, corpus, batch=2, context=8)
+    assert float_dtypes_in(gen, state, jax.random.key(1), jnp.int32(0)) == {}
+    new = jax.jit(gen)(state, jax.random.key(1), jnp.int32(0))
+    assert int(new.generation) == 1 and all(p.dtype == jnp.int8 for p in jax.tree_util.tree_leaves(new.params))
     # the walker does see floats, including inside scan and cond sub-jaxprs
-    assert "float32" in il.float_dtypes_in(mingru.apply, mingru.init_params(jax.random.key(0), V, D), toks)
+    assert "float32" in float_dtypes_in(mingru.apply, mingru.init_params(jax.random.key(0), V, D), toks)
+    float_fitness = lambda p, nz, i: -il.nll(il.apply(p, toks[:-1], nz), toks[1:])
+    assert "float32" in float_dtypes_in(lambda s: es.step(s, float_fitness)[0], state)
 
     def hidden_float(x):
         def body(c, t):
@@ -47,7 +56,7 @@ def test_forward_jaxpr_has_no_float():
 
         return jax.lax.scan(body, x, jnp.arange(4))[0]
 
-    found = il.float_dtypes_in(hidden_float, jnp.int32(0))
+    found = float_dtypes_in(hidden_float, jnp.int32(0))
     assert set(found) == {"float32"} and "convert_element_type" in found["float32"]
 
 
@@ -58,7 +67,7 @@ def test_lookup_tables_and_rounding_shift():
     np.testing.assert_array_less(np.abs(il.ISQRT_LUT - np.sqrt(s)), 0.5 + 1e-9)
     x = np.random.default_rng(0).integers(-(2**20), 2**20, 1000).astype(np.int32)
     for sh in (1, 4, 7):
-        np.testing.assert_array_equal(il.rshift_round(jnp.asarray(x), sh), np.floor(x / 2**sh + 0.5))
+        np.testing.assert_array_equal(ie.rshift_round(jnp.asarray(x), sh), np.floor(x / 2**sh + 0.5))
 
 
 def test_integer_norm_within_quantisation_error():
@@ -107,8 +116,8 @@ def test_cell_and_forward_match_float_reference():
 @pytest.mark.parametrize("rank", [1, 3])
 def test_factored_integer_perturbation_equals_materialised(rank):
     params = _params(3)
-    es = il.IntEGGROLL(population=6, rank=rank, sigma_shift=3)
-    state = es.init(11, params)
+    es = ie.IntEGGROLL(population=6, rank=rank, sigma_shift=3)
+    state = es.init(jax.random.key(11), params)
     toks = jnp.asarray(np.random.default_rng(3).integers(0, V, 10))
 
     @jax.jit
@@ -131,10 +140,39 @@ def test_factored_integer_perturbation_equals_materialised(rank):
     assert not np.array_equal(later["embed"].B, n0["embed"].B)
 
 
+def test_integer_log_softmax_within_a_hundredth_of_a_nat():
+    """Against float64 log-softmax of the same logits (l / 16 nats): <= 0.01 nats wherever the
+    exact log-probability is above -12 nats (0.5 LSB each from the exp table, the log-mantissa
+    table and the k ln 2 table, 2**-10 from the truncated mantissa); summed log-likelihoods agree
+    to 0.01 nats per token, and a few large-gap, tied and V = 2 rows are covered."""
+    rng = np.random.default_rng(4)
+    logits = np.concatenate([rng.integers(-s, s, (300, 65)) for s in (4, 40, 400, 4000)]).astype(np.int32)
+    logits[0] = 7  # all tied: log(1/65)
+    logits[1, 0] = 10_000  # one huge gap: log p = 0 for it, the tail under the cut-off
+    lp = np.asarray(jax.jit(il.log_softmax)(jnp.asarray(logits))) / 256
+    exact = logits / 16 - np.log(np.exp(logits / 16 - logits.max(1, keepdims=True) / 16).sum(1, keepdims=True)) \
+        - logits.max(1, keepdims=True) / 16
+    mask = exact > -12
+    assert mask.sum() > 30_000
+    err = np.abs(lp - exact)[mask]
+    assert err.max() <= 0.01, err.max()
+    assert abs(lp[0, 0] + math.log(65)) <= 0.01 and lp[1, 0] == 0
+    two = np.array([[0, 0], [16, 0], [-80, 80]], np.int32)
+    np.testing.assert_allclose(np.asarray(il.log_softmax(jnp.asarray(two))) / 256,
+                               np.asarray(jax.nn.log_softmax(jnp.asarray(two / 16, jnp.float32), -1)), atol=0.01)
+    # the fitness: summed log-likelihood of windows, against the exact nll of the same logits
+    params = _params(5)
+    windows = jnp.asarray(rng.integers(0, V, (3, 12)), jnp.int32)
+    ll = int(il.window_log_likelihood(params, windows))
+    logits_w = jax.vmap(lambda w: il.apply(params, w[:-1]))(windows)
+    ref = -float(il.nll(logits_w, windows[:, 1:]))
+    assert abs(ll / 256 - ref) <= 0.01 * 33 and abs(ref) > 10
+
+
 def test_aggregate_equals_bruteforce_sum():
     params = _params(4, n_layers=1)
-    es = il.IntEGGROLL(population=8, rank=2)
-    state = es.init(5, params)
+    es = ie.IntEGGROLL(population=8, rank=2)
+    state = es.init(jax.random.key(5), params)
     votes = jnp.array([1, -1, 0, 1], jnp.int32)
     G = jax.jit(es.aggregate)(state, votes)
     noise = jax.jit(jax.vmap(lambda m: es.member_noise(state, m)))(jnp.arange(0, 8, 2))  # sign +1 members
@@ -152,12 +190,12 @@ def test_integer_update_keeps_parameters_int8():
     params = _params(6, n_layers=1)
     # push every parameter to the edges of the int8 range so saturation is exercised
     params = jax.tree_util.tree_map(lambda p: jnp.asarray(rng.choice([-127, -126, 126, 127], p.shape), jnp.int8), params)
-    es = il.IntEGGROLL(population=8, rank=2, threshold=0.0)
-    state = es.init(1, params)
+    es = ie.IntEGGROLL(population=8, rank=2, threshold=0.0)
+    state = es.init(jax.random.key(1), params)
     tell = jax.jit(es.tell)
     moved_total = 0
     for gen in range(5):
-        fitness = jnp.asarray(rng.standard_normal(8), jnp.float32)
+        fitness = jnp.asarray(rng.integers(-1000, 1000, 8), jnp.int32)
         new, metrics = tell(state, fitness)
         for p0, p1 in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(new.params)):
             assert p1.dtype == jnp.int8
@@ -168,43 +206,72 @@ def test_integer_update_keeps_parameters_int8():
         state = new
     assert moved_total > 0
     # a threshold no |G| can pass moves nothing
-    frozen = il.IntEGGROLL(population=8, rank=2, threshold=1e6)
-    st = frozen.init(1, params)
-    same, m = jax.jit(frozen.tell)(st, jnp.arange(8.0))
+    frozen = ie.IntEGGROLL(population=8, rank=2, threshold=8.0, noise_std=0.5)
+    st = frozen.init(jax.random.key(1), params)
+    same, m = jax.jit(frozen.tell)(st, jnp.arange(8))
     assert int(m["moved"]) == 0
     for a, b in zip(jax.tree_util.tree_leaves(st.params), jax.tree_util.tree_leaves(same.params)):
         np.testing.assert_array_equal(a, b)
 
 
-def test_max_rise():
-    np.testing.assert_allclose(il.max_rise(np.array([[5.0, 4.0, 4.5, 3.0, 3.2], [3.0, 2.0, 1.0, 1.0, 1.0]])), [0.5, 0.0])
+def test_noise_table_stays_in_int8_without_wrapping():
+    """At std 32 the 4-sigma clip is +-128 and +128 does not fit in int8: before the fix the cast
+    wrapped +128 to -128, turning the largest positive draws into the most negative ones."""
+    for std in (8.0, 32.0):
+        table = ie.noise_table(seed=3, size=1 << 16, std=std)
+        ref = np.round(np.random.default_rng(3).standard_normal(1 << 16) * std)
+        lim = min(4 * std, 127)
+        assert table.dtype == np.int8 and table.min() >= -lim and table.max() <= lim
+        np.testing.assert_array_equal(table.astype(np.int64), np.clip(ref, -lim, lim))
+    table = ie.noise_table(seed=3, size=1 << 16, std=32.0)
+    assert (table == 127).sum() == (ref >= 127).sum() > 0 and not (table == -128).any()
 
 
-def test_votes_and_threshold_scale():
-    es = il.IntEGGROLL(population=6, rank=2, noise_std=4.0, threshold=1.5)
+def test_votes_threshold_schedule_and_scale():
+    es = ie.IntEGGROLL(population=6, rank=2, noise_std=4.0, threshold=1.5)
     np.testing.assert_array_equal(es.votes(jnp.array([1.0, 0.0, 2.0, 2.0, -1.0, 3.0])), [1, 0, -1])
+    big = np.iinfo(np.int32)
+    np.testing.assert_array_equal(es.votes(jnp.array([big.max, big.min, 5, 5, big.min, big.max], jnp.int32)), [1, 0, -1])
     # sqrt(P r) * std^2 * threshold with P = 3 pairs
     assert es.int_threshold((5, 7)) == round(1.5 * math.sqrt(3 * 2) * 16)
     assert es.int_threshold((7,)) == round(1.5 * math.sqrt(3) * 16)
+    # nano-egg's schedule: tail mass alpha from 1 (z = 0) down to 2 (1 - Phi(threshold)), z rising
+    from scipy.stats import norm
+
+    an = ie.IntEGGROLL(population=6, rank=2, noise_std=4.0, threshold=1.5, anneal_generations=100)
+    z = an.z_schedule()
+    assert z.shape == (101,) and z[0] == pytest.approx(0.0, abs=1e-12) and z[-1] == pytest.approx(1.5)
+    assert np.all(np.diff(z) > 0)
+    alpha = 1 / ((1 / (2 * norm.sf(1.5)) - 1) * 0.5 + 1)
+    assert z[50] == pytest.approx(norm.isf(alpha / 2))
+    assert an.int_threshold((5, 7), 0) == 0 and an.int_threshold((5, 7), 10_000) == es.int_threshold((5, 7))
+
+
+def test_max_rise():
+    np.testing.assert_allclose(max_rise(np.array([[5.0, 4.0, 4.5, 3.0, 3.2], [3.0, 2.0, 1.0, 1.0, 1.0]])), [0.5, 0.0])
 
 
 def test_bad_input_raises():
     with pytest.raises(ValueError, match="population"):
-        il.IntEGGROLL(population=5)
+        ie.IntEGGROLL(population=5)
     with pytest.raises(ValueError, match="sigma_shift"):
-        il.IntEGGROLL(sigma_shift=16)
+        ie.IntEGGROLL(sigma_shift=16)
     with pytest.raises(ValueError, match="int8"):
-        il.IntEGGROLL().init(0, mingru.init_params(jax.random.key(0), V, D))
+        ie.IntEGGROLL().init(jax.random.key(0), mingru.init_params(jax.random.key(0), V, D))
+    with pytest.raises(ValueError, match="key"):
+        ie.IntEGGROLL().init(jnp.float32(0.0), _params())
     with pytest.raises(ValueError, match="method"):
-        il.train("sgd", il.RunConfig(), (0,), np.zeros(100, np.int32), np.zeros(100, np.int32), 3)
+        char_lm.train("sgd", char_lm.LMConfig(), (0,), np.zeros(100, np.int32), np.zeros(100, np.int32), 3)
+    with pytest.raises(ValueError, match="methods"):
+        char_lm.LMConfig(methods=("int8_es", "adam"))
 
 
 def test_int8_es_learns_a_repeating_sequence():
     """End to end: on the periodic text 'abcd...' integer EGGROLL lowers the cross-entropy."""
     seq = np.tile(np.arange(4), 400).astype(np.int32)
-    cfg = il.RunConfig(hidden=8, context=12, batch=2, generations=60, eval_every=30, eval_windows=4,
-                       eval_length=16, population=32, rank=2, sigma_shift=4, threshold=0.5)
-    h = il.train("int8_es", cfg, (0,), seq, seq, 4)
-    assert h.val_bpc.shape == (1, 3) and h.val_bpc[0, -1] < 0.5 * h.val_bpc[0, 0]
-    for leaf in jax.tree_util.tree_leaves(h.params):
+    cfg = char_lm.LMConfig(hidden=8, context=12, batch=2, generations=60, eval_every=30, eval_windows=4,
+                           eval_length=16, population=32, rank=2, sigma_shift=4, threshold=0.5)
+    h = char_lm.train("int8_es", cfg, (0,), seq, seq, 4)
+    assert h["val_bpc"].shape == (1, 3) and h["val_bpc"][0, -1] < 0.5 * h["val_bpc"][0, 0]
+    for leaf in jax.tree_util.tree_leaves(h["params"]):
         assert leaf.dtype == jnp.int8

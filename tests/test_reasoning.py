@@ -1,5 +1,6 @@
-"""Countdown verifier, splits, solvers, the transformer's cached and factored paths, and the
-reproducibility of the committed pre-trained checkpoint."""
+"""Countdown verifier, splits, solvers, the transformer's cached and factored paths, the
+reproducibility of the committed pre-trained checkpoint, the fine-tuning loops' token budget,
+the intervals and the reasoning claims' judging."""
 
 import functools
 from fractions import Fraction
@@ -9,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lowrank_es import finetune as ft
+from lowrank_es import claims, stats
+from lowrank_es.tasks import countdown_finetune as cf
+from lowrank_es.tasks import countdown_lm as cl
 from lowrank_es.tasks import countdown as rs
 from lowrank_es.models import transformer as tf
 from lowrank_es.es.eggroll import EGGROLL, materialise
@@ -172,7 +175,7 @@ def test_kv_cache_decoding_equals_full_forward():
             np.testing.assert_allclose(np.asarray(logits), np.asarray(full[t]), rtol=1e-10, atol=1e-10)
         # greedy generation writes the argmax of the full forward at every generated position
         prompt = toks.at[4:].set(0)
-        gen_fn = jax.jit(functools.partial(tf.generate, n_heads=CFG.n_heads, greedy=True))
+        gen_fn = jax.jit(functools.partial(tf.generate, n_heads=CFG.n_heads, eos=rs.EOS, pad=rs.PAD, greedy=True))
         out, gen = gen_fn(params, prompt, jnp.asarray(4), jax.random.key(2))
         out, gen = np.asarray(out), np.asarray(gen)
         assert (out[:4] == np.asarray(toks[:4])).all() and not gen[:4].any() and gen[4]
@@ -221,23 +224,25 @@ def test_config_validation():
 
 
 def test_pretraining_prefix_reproduces_checkpoint():
-    stored, cfg = ft.load_pretrained(which="prefix")
-    again, losses = ft.pretrain(cfg, steps=cfg.prefix_steps)
+    stored, cfg = cl.load_pretrained(which="prefix")
+    again, losses = cl.pretrain(cfg, steps=cfg.prefix_steps)
     assert len(losses) == cfg.prefix_steps and losses[-1] < losses[0]
     for a, b in zip(jax.tree_util.tree_leaves(stored), jax.tree_util.tree_leaves(again)):
         # same device kind: bitwise; allow float32 rounding differences across CPUs
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
-    final, _ = ft.load_pretrained()
+    final, _ = cl.load_pretrained()
     assert any(float(jnp.abs(a - b).max()) > 1e-2 for a, b in
                zip(jax.tree_util.tree_leaves(final), jax.tree_util.tree_leaves(stored)))
 
 
 def test_finetune_loops_count_tokens_and_stay_in_budget():
-    params, _ = ft.load_pretrained()
-    fc = ft.FinetuneConfig(token_budget=300, eval_points=2, n_val=8, val_samples=1,
-                           n_train_problems=50)
-    p_e, log_e = ft.eggroll_finetune(params, 0, fc, ft.EggrollConfig(population=8, prompts=1, rank=1))
-    p_g, log_g = ft.grpo_finetune(params, 0, fc, ft.GRPOConfig(group=4, sequences_per_step=8, inner_steps=1))
+    params, _ = cl.load_pretrained()
+    # partial credit for well-formed wrong answers, so the few rewards of this tiny budget are not
+    # all tied (tied fitness gives EGGROLL, by design, no update)
+    fc = cf.FinetuneConfig(token_budget=300, eval_points=2, n_val=8, val_samples=1,
+                           n_train_problems=50, partial_credit=0.5)
+    p_e, log_e = cf.eggroll_finetune(params, 0, fc, cf.EggrollConfig(population=8, group=4, rank=1))
+    p_g, log_g = cf.grpo_finetune(params, 0, fc, cf.GRPOConfig(group=4, sequences_per_step=8, inner_steps=1))
     for log, per_step in ((log_e, 8), (log_g, 8)):
         # every step samples per_step answers of at most max_answer_len tokens each
         assert 300 <= log["tokens"] < 300 + per_step * rs.Difficulty().max_answer_len
@@ -248,14 +253,71 @@ def test_finetune_loops_count_tokens_and_stay_in_budget():
                    zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(params)))
 
 
+def test_population_answers_equal_each_members_own_sampling():
+    """The population sampler (noise drawn once per antithetic pair, all members batched) gives
+    each member exactly the answer of sampling with that member's own noise."""
+    params, _ = cl.load_pretrained()
+    es = cf.make_es(cf.EggrollConfig(population=4, group=2, sigma=0.05))
+    state = es.init(jax.random.key(0), params)
+    probs = rs.make_problems("train", 4, seed=0)
+    prompts, plens = cl.encode_prompts(probs, cl.seq_len())
+    keys = jax.random.split(jax.random.key(1), 4)
+    toks, gen = cf.population_answers(es, state, jnp.asarray(prompts), jnp.asarray(plens), keys)
+    assert toks.shape == (4, cl.seq_len())
+    one = jax.jit(lambda nz, p, l, k: cl.generate(params, p, l, k, nz))
+    for m in range(4):
+        t, g = one(es.member_noise(state, m), jnp.asarray(prompts[m]), jnp.asarray(plens[m]), keys[m])
+        np.testing.assert_array_equal(toks[m], t)
+        np.testing.assert_array_equal(gen[m], g)
+
+
+def test_group_fitness_hand_worked():
+    f = cf.group_fitness(np.array([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]), group=4)
+    # group means 0.25 and 1; the population's std is sqrt(5/8 * 3/8)
+    sd = np.sqrt(15 / 64 + 1e-5)
+    np.testing.assert_allclose(f, np.array([0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0]) / sd)
+    assert not cf.group_fitness(np.ones(8), group=4).any()
+    with pytest.raises(ValueError, match="group"):
+        cf.group_fitness(np.ones(6), group=4)
+    with pytest.raises(ValueError, match="group"):
+        cf.EggrollConfig(population=8, group=3)
+
+
 def test_intervals_hand_worked():
-    m, h = ft.mean_ci([0.2, 0.3, 0.4])
+    m, h = stats.mean_ci([0.2, 0.3, 0.4])
     # sd 0.1, se 0.1 / sqrt(3), t(0.975, 2) = 4.3027
     assert m == pytest.approx(0.3) and h == pytest.approx(4.3027 * 0.1 / np.sqrt(3), rel=1e-4)
-    m, h = ft.proportion_ci([1, 0, 1, 0])
+    m, h = stats.proportion_ci([1, 0, 1, 0])
     assert m == 0.5 and h == pytest.approx(1.95996 * np.sqrt(1 / 3) / 2, rel=1e-4)
-    d, h = ft.welch_ci([0.5, 0.7], [0.1, 0.3])
+    d, h = stats.welch_ci([0.5, 0.7], [0.1, 0.3])
     # both variances 0.02 / 2 = 0.01, se = sqrt(0.02), dof = 0.0004 / (0.0001 + 0.0001) = 2
     assert d == pytest.approx(0.4) and h == pytest.approx(4.3027 * np.sqrt(0.02), rel=1e-4)
     with pytest.raises(ValueError, match="values"):
-        ft.mean_ci([0.3])
+        stats.mean_ci([0.3])
+
+
+def _record(eggroll, grpo, start):
+    logs = lambda n: [{"tokens": 1000, "steps": 3, "sequences_per_step": 8, "curve": [[0, 0, 0.2]]}] * n
+    return {"scale": "test", "device": "cpu:cpu",
+            "data": {"start": {"per_prompt": start}, "memory": {"ratio_grpo_over_eggroll": 2.0},
+                     "eggroll": {"final": eggroll, "logs": logs(len(eggroll))},
+                     "grpo": {"final": grpo, "logs": logs(len(grpo))}}}
+
+
+def test_reasoning_claims_judge_non_inferiority_and_improvement():
+    start = [0, 1] * 100  # 0.5 +- 0.07
+    # EGGROLL 0.02 below GRPO with tight seeds: non-inferior at a 0.03 margin, and above the start
+    rec = _record([0.60, 0.61, 0.60, 0.61, 0.60], [0.62, 0.63, 0.62, 0.63, 0.62], start)
+    vs = claims.evaluate("eggroll.reasoning.vs_grpo", results=rec, record=False)
+    assert vs["holds"] and vs["measured"] == pytest.approx(-0.02 - vs["details"]["ci_half"])
+    assert vs["details"]["difference"] == pytest.approx(-0.02) and vs["scale"] == "test"
+    assert claims.evaluate("eggroll.reasoning.improves", results=rec, record=False)["holds"]
+    # 0.05 below: inferior; and a wide interval around 0 is not non-inferiority either
+    assert not claims.evaluate("eggroll.reasoning.vs_grpo", record=False,
+                               results=_record([0.57, 0.58, 0.57, 0.58, 0.57], [0.62, 0.63, 0.62, 0.63, 0.62], start))["holds"]
+    assert not claims.evaluate("eggroll.reasoning.vs_grpo", record=False,
+                               results=_record([0.4, 0.8, 0.5, 0.7, 0.6], [0.5, 0.7, 0.6, 0.6, 0.6], start))["holds"]
+    # no better than the checkpoint: does not improve
+    assert not claims.evaluate("eggroll.reasoning.improves", record=False,
+                               results=_record([0.5, 0.52, 0.49, 0.5, 0.51], [0.6] * 5, start))["holds"]
+    assert claims.evaluate("eggroll.reasoning.memory", results=rec, record=False)["measured"] == 2.0

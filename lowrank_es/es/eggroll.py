@@ -261,7 +261,11 @@ class EGGROLL:
         use :func:`linear` / :func:`embedding` / :func:`add` so nothing is materialised.
         Returns (N,).
         """
-        return self.map_members(state, fitness_fn, mesh=mesh)
+        fitness = self.map_members(state, fitness_fn, mesh=mesh)
+        if jnp.shape(fitness) != (self.population,):
+            raise ValueError(f"fitness_fn must return a scalar per member, so fitness of shape (population,) = "
+                             f"({self.population},); got {jnp.shape(fitness)}")
+        return fitness
 
     def pair_noise(self, state: ESState, pair: jax.Array) -> PyTree:
         """The ``+`` noise of draw ``pair`` (members ``2 pair`` and ``2 pair + 1`` with antithetic

@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 
 from lowrank_es.es.eggroll import add, embedding, linear
-from lowrank_es.tasks.countdown import EOS, PAD
 
 PyTree = Any
 
@@ -165,6 +164,8 @@ def generate(
     noise: PyTree | None = None,
     *,
     n_heads: int,
+    eos: int,
+    pad: int,
     temperature: float = 1.0,
     greedy: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
@@ -172,7 +173,8 @@ def generate(
 
     prompt: (T,) int, the first ``prompt_len`` entries are the prompt (the rest is ignored).
     Positions before ``prompt_len`` are forced to the prompt; later ones are sampled at
-    ``temperature`` (or argmax when ``greedy``) until the end token, then padded.
+    ``temperature`` (or argmax when ``greedy``) until the end token ``eos``, then filled with
+    the padding token ``pad`` (both token ids of the task's vocabulary).
     Returns (tokens (T,), generated (T,) bool: which positions the model wrote, end token included).
     """
     T = prompt.shape[0]
@@ -189,8 +191,8 @@ def generate(
             nxt = jax.random.categorical(keys[t], logits / temperature).astype(prompt.dtype)
         forced = t + 1 < prompt_len
         gen = ~forced & ~done
-        out = jnp.where(forced, prompt[jnp.minimum(t + 1, T - 1)], jnp.where(done, PAD, nxt))
-        done = done | (gen & (nxt == EOS))
+        out = jnp.where(forced, prompt[jnp.minimum(t + 1, T - 1)], jnp.where(done, pad, nxt))
+        done = done | (gen & (nxt == eos))
         return (cache, out, done), (out, gen)
 
     (_, _, _), (toks, gen) = jax.lax.scan(body, (cache, prompt[0], jnp.array(False)), jnp.arange(T - 1))
