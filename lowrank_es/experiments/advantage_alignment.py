@@ -20,7 +20,7 @@ from lowrank_es.shaping import exact, loqa, training
 
 NAME = "advantage_alignment"
 
-COIN = training.TrainConfig(method="adalign", n_envs=64, hidden=32, lr=1e-3, critic_lr=1e-2, entropy=0.05, beta=1.0,
+COIN = training.TrainConfig(method="adalign", n_envs=64, hidden=32, lr=3e-3, critic_lr=1e-2, entropy=0.05, beta=1.0,
                             lam=0.95, replay=0.5)
 #: The official negotiation settings where they fit (Adam 5e-4 for actor and critic, entropy
 #: 0.005, the running mean of past advantages with weight 0.3, gamma 0.96, 50 rounds).

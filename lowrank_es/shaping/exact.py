@@ -20,12 +20,15 @@ Reciprocity (one definition for every IPD claim)
 likely action in each of the four memory states, is tit-for-tat (cooperate after the other
 cooperated, CC and DC; defect after the other defected, CD and DD); the start state is left
 out. This is our reading of the LOLA paper's "% TFT" (Table 1: "the probability of agents
-playing TFT" over 50 runs): its naive learners are 20.8 % "TFT" at reward -1.98 per step,
-which only a criterion ignoring the start state allows (a TFT that opens with D stays in DD
-forever against its copy). **generous**: the same on the reactive average, P(C | the other
-cooperated) = (p_CC + p_DC) / 2 > 1/2 and P(C | the other defected) = (p_CD + p_DD) / 2 < 1/2,
-so one lenient memory state is tolerated. The threshold 1/2 is also the largest forgiveness of
-generous TFT for these payoffs (Nowak & Sigmund: ``min(1 - (T-R)/(R-S), (R-P)/(T-P)) = 1/2``).
+playing TFT" over 50 runs), which the paper does not define: its naive learners are 20.8 %
+"TFT" at -1.98 per step, i.e. in mutual defection, which a criterion asking for C at the start
+would not allow (a TFT that opens with D stays in DD against its copy). **generous**: the
+same on the reactive averages, P(C | the other cooperated) = (p_CC + p_DC) / 2 > 1/2 and
+P(C | the other defected) = (p_CD + p_DD) / 2 < 1/2, so one lenient memory state is
+tolerated. The threshold 1/2 is also the largest forgiveness of generous TFT for these
+payoffs (Nowak & Sigmund: ``min(1 - (T-R)/(R-S), (R-P)/(T-P)) = 1/2``). ``tft_probability``,
+the mean probability of TFT's action over the four memory states, is the literal reading of
+the paper's caption.
 
 Metrics are normalised discounted averages ``(1 - gamma) sum_t gamma^t x_t`` (exact).
 """
