@@ -1,5 +1,5 @@
-"""Advantage Alignment: GAE, the aligned advantage, the exact AA / LOLA terms and the
-state-only-critic collapse, against hand-worked examples and independent computations."""
+"""Advantage Alignment: the aligned advantage and the exact AA / LOLA terms, against
+hand-worked examples and independent computations."""
 
 import itertools
 
@@ -10,22 +10,12 @@ import pytest
 
 from lowrank_es.games import ipd
 from lowrank_es.shaping import advantage_alignment as aa
-from lowrank_es.shaping import loqa
+from lowrank_es.shaping import exact, loqa
 
 
 def _pair(seed):
     k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
     return jax.random.normal(k1, (5,), jnp.float64), jax.random.normal(k2, (5,), jnp.float64)
-
-
-def test_gae_hand_worked():
-    # gamma = 0.5, lam = 0.5, r = (1, 0, 2), V = (1, 2, 0, 0 terminal)
-    # deltas: 1 + 0.5*2 - 1 = 1;  0 + 0.5*0 - 2 = -2;  2 + 0 - 0 = 2
-    # A2 = 2; A1 = -2 + 0.25*2 = -1.5; A0 = 1 + 0.25*(-1.5) = 0.625
-    adv = aa.gae(jnp.array([1.0, 0.0, 2.0]), jnp.array([1.0, 2.0, 0.0, 0.0]), 0.5, 0.5)
-    np.testing.assert_allclose(adv, [0.625, -1.5, 2.0], rtol=1e-6)
-    # lam = 1 with zero values gives the discounted return-to-go: (1 + 0 + 0.25*2, 0 + 0.5*2, 2)
-    np.testing.assert_allclose(aa.gae(jnp.array([1.0, 0.0, 2.0]), jnp.zeros(4), 0.5, 1.0), [1.5, 1.0, 2.0])
 
 
 def test_aligned_advantage_hand_worked():
@@ -80,7 +70,7 @@ def test_policy_gradient_part_is_exact_gradient():
         tab = loqa.tabular(t1, t2)
         score = (loqa.A_OF[None, :] == 0) - tab.q1[:, None]
         pg = tab.D * jnp.sum(tab.J * tab.A1 * score, axis=1)
-        np.testing.assert_allclose(pg, loqa.naive_gradient(t1, t2), rtol=1e-9)
+        np.testing.assert_allclose(pg, exact.naive_gradient(t1, t2), rtol=1e-9)
 
 
 def test_lola_term_against_finite_differences():
@@ -107,28 +97,14 @@ def test_loqa_as_implemented_is_weighted_advantage_alignment():
         def cosines(a, b):
             lq = loqa.loqa_term(a, b, tau, taken_only=True)
             w = (1 - loqa.opponent_model(a, b, tau)) / tau
-            return aa._cos(lq, aa.aa_term(a, b, weight=w)), aa._cos(lq, aa.aa_term(a, b))
+            return aa.cosine(lq, aa.aa_term(a, b, weight=w)), aa.cosine(lq, aa.aa_term(a, b))
 
         cw, cp = jax.vmap(cosines)(t1, t2)
         assert np.median(cw) > 0.9
         assert np.median(cw) > np.median(cp) + 0.3
 
 
-def test_state_only_critic_collapses_time_critic_cooperates():
-    cfg_t = aa.IPDTrainConfig(batch=32, critic_time=True)
-    cfg_s = aa.IPDTrainConfig(batch=32, critic_time=False)
-    keys = jax.random.split(jax.random.PRNGKey(0), 2)
-    rt = jax.vmap(lambda k: aa.ipd_train(k, cfg_t, 150)[1])(keys)[:, -20:].mean()
-    rs = jax.vmap(lambda k: aa.ipd_train(k, cfg_s, 150)[1])(keys)[:, -20:].mean()
-    assert rs < -1.9  # mutual defection
-    assert rt > -1.6  # mostly cooperating
-
-
 def test_bad_input_raises():
-    with pytest.raises(ValueError, match="lam"):
-        aa.gae(jnp.zeros(3), jnp.zeros(4), 0.9, 1.5)
-    with pytest.raises(ValueError, match="values"):
-        aa.gae(jnp.zeros(3), jnp.zeros(3), 0.9, 0.5)
     with pytest.raises(ValueError, match="beta"):
         aa.AAConfig(beta=-1.0)
     with pytest.raises(ValueError, match="clip"):
@@ -147,22 +123,6 @@ def test_proximal_loss_hand_worked():
     np.testing.assert_allclose(g_ppo, g_pg, rtol=1e-6)
 
 
-def test_gaussian_policy_logp_matches_scipy():
-    from scipy.stats import norm
-
-    spec = aa.continuous_negotiation_spec()
-    agent = aa.sampled_init(jax.random.PRNGKey(0), spec, aa.SampledAAConfig())
-    agent["log_std"] = jnp.array([-0.5, 0.0, 0.3])
-    obs = jax.random.uniform(jax.random.PRNGKey(1), (2, 4, spec.obs_dim))
-    act = 5 * jax.random.uniform(jax.random.PRNGKey(2), (2, 4, 3))
-    lp, _ = aa.policy_logp_entropy(agent, obs, act, spec)
-    from lowrank_es.models.mlp import mlp_apply
-
-    mean = 5 * jax.nn.sigmoid(mlp_apply(agent["actor"], obs))
-    ref = norm.logpdf(np.asarray(act), np.asarray(mean), np.exp(np.asarray(agent["log_std"]))).sum(-1)
-    np.testing.assert_allclose(lp, ref, rtol=1e-5, atol=1e-5)
-
-
 def test_aa_term_vanishes_at_deterministic_equilibrium():
     """At (near-)deterministic always-defect vs always-defect (a Nash equilibrium of the IPD)
     the alignment term vanishes with the scores, so AA adds no force there."""
@@ -174,3 +134,14 @@ def test_aa_term_vanishes_at_deterministic_equilibrium():
             assert float(jnp.max(jnp.abs(g))) < 200 * np.exp(-L)
         # and it is not identically zero away from the equilibrium
         assert float(jnp.max(jnp.abs(aa.aa_term(-2.0 * jnp.ones(5), -2.0 * jnp.ones(5))))) > 1e-3
+
+
+def test_trajectory_advantages_are_the_exact_joint_advantages():
+    with jax.enable_x64(True):
+        t1, t2 = _pair(2)
+        states, a, b, A1, A2 = aa.ipd_trajectory_advantages(jax.random.PRNGKey(0), t1, t2, horizon=7, batch=3)
+        assert states.shape == (7, 3) and int(states[0, 0]) == 0
+        np.testing.assert_array_equal(states[1:], 1 + 2 * a[:-1] + b[:-1])
+        tab = loqa.tabular(t1, t2)
+        np.testing.assert_allclose(A1, tab.Qab1[2 * a + b] - tab.V1[states])
+        np.testing.assert_allclose(A2, tab.Qab2[2 * a + b] - tab.V2[states])

@@ -7,7 +7,7 @@ import pytest
 
 from lowrank_es.shaping import best_response as br
 from lowrank_es.games import coin, ipd
-from lowrank_es.shaping import brs
+from lowrank_es.shaping import brs, brs_coin
 
 
 def _fd_check(f, x, eps=1e-6, rtol=1e-5, atol=1e-8, n_dirs=None):
@@ -53,14 +53,14 @@ def test_ipd_conditioning_gradient_matches_finite_differences():
 
 def test_coin_question_answering_gradient_matches_finite_differences():
     with jax.enable_x64(True):
-        cfg = brs.CoinConfig(n_questions=4, hidden=3, det_hidden=8)
-        qs = brs.question_states(jax.random.PRNGKey(0), cfg.n_questions)
-        theta = jax.tree_util.tree_map(lambda x: x.astype(jnp.float64), brs.coin_agent_init(jax.random.PRNGKey(1), cfg))
+        cfg = brs_coin.CoinConfig(n_questions=4, hidden=3, det_hidden=8)
+        qs = brs_coin.question_states(jax.random.PRNGKey(0), cfg.n_questions)
+        theta = jax.tree_util.tree_map(lambda x: x.astype(jnp.float64), brs_coin.coin_agent_init(jax.random.PRNGKey(1), cfg))
         theta[-1]["W"] = jax.random.normal(jax.random.PRNGKey(2), theta[-1]["W"].shape, jnp.float64)
-        det = jax.tree_util.tree_map(lambda x: x.astype(jnp.float64), brs.coin_detective_init(jax.random.PRNGKey(3), cfg))
+        det = jax.tree_util.tree_map(lambda x: x.astype(jnp.float64), brs_coin.coin_detective_init(jax.random.PRNGKey(3), cfg))
         det[-1]["W"] = jax.random.normal(jax.random.PRNGKey(4), det[-1]["W"].shape, jnp.float64)
         obs = coin.observe(coin.reset(jax.random.PRNGKey(5))[1])[1].astype(jnp.float64)
-        ans = brs.question_answers(theta, qs)
+        ans = brs_coin.question_answers(theta, qs)
         assert ans.shape == (cfg.n_questions, 4)
         np.testing.assert_allclose(np.asarray(ans.sum(-1)), 1.0, rtol=1e-12)
         leaves, tdef = jax.tree_util.tree_flatten(theta)
@@ -75,7 +75,7 @@ def test_coin_question_answering_gradient_matches_finite_differences():
             return tdef.unflatten(out)
 
         # log-probability of a detective action as a function of the agent's parameters
-        f = lambda v: jax.nn.log_softmax(brs.coin_detective_logits(det, obs, brs.question_answers(unflat(v), qs)))[2]
+        f = lambda v: jax.nn.log_softmax(brs_coin.coin_detective_logits(det, obs, brs_coin.question_answers(unflat(v), qs)))[2]
         _fd_check(f, flat0, rtol=1e-5, atol=1e-9, n_dirs=6)
         assert float(jnp.linalg.norm(jax.grad(f)(flat0))) > 1e-4
 
@@ -113,6 +113,6 @@ def test_config_validation():
     with pytest.raises(ValueError, match="noise"):
         brs.IPDConfig(noise=-1.0)
     with pytest.raises(ValueError, match="n_questions"):
-        brs.CoinConfig(n_questions=0)
+        brs_coin.CoinConfig(n_questions=0)
     with pytest.raises(ValueError, match="steps"):
         brs.train_detective(jax.random.PRNGKey(0), jnp.zeros((2, 5)), steps=0, noise=0.1)

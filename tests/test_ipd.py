@@ -145,3 +145,18 @@ def test_bad_input_raises():
         ipd.exact_value_horizon(AC, AC, 0.9, 0)
     with pytest.raises(ValueError, match="max_steps"):
         ipd.Params(max_steps=0)
+
+
+def test_probabilities_outside_the_unit_interval_are_rejected_eagerly():
+    good = jnp.full(5, 0.5)
+    for bad in (jnp.array([2.0, 0, 0, 0, 0]), jnp.array([0.5, -0.1, 0.5, 0.5, 0.5]), jnp.array([jnp.nan, 0, 0, 0, 0])):
+        for fn in (ipd.exact_value, ipd.exact_value_horizon, ipd.state_values, ipd.markov_chain):
+            with pytest.raises(ValueError, match="probabilities in \\[0, 1\\]"):
+                fn(bad, good)
+            with pytest.raises(ValueError, match="p2"):
+                fn(good, bad)
+        with pytest.raises(ValueError, match="p1"):
+            ipd.rollout(jax.random.PRNGKey(0), bad, good, 2)
+    # under a transformation the values are unknown; valid inputs still differentiate
+    g = jax.grad(lambda p: ipd.exact_value(p, good)[0])(good)
+    assert g.shape == (5,) and bool(jnp.all(jnp.isfinite(g)))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lowrank_es.games import ipd
-from lowrank_es.shaping import loqa
+from lowrank_es.shaping import exact, loqa
 
 GAMMA = 0.9
 
@@ -111,7 +111,7 @@ def test_naive_gradient_finite_differences_and_direction():
         h = 1e-6
         v = lambda t: ipd.exact_value(jax.nn.sigmoid(t), jax.nn.sigmoid(t2), GAMMA)[0]
         fd = np.array([(v(t1 + h * e) - v(t1 - h * e)) / (2 * h) for e in np.eye(5)])
-        np.testing.assert_allclose(loqa.naive_gradient(t1, t2, GAMMA), fd, rtol=1e-6)
+        np.testing.assert_allclose(exact.naive_gradient(t1, t2, GAMMA), fd, rtol=1e-6)
         cfg = loqa.LOQAConfig(tau=2.0, gamma=GAMMA, shaping=0.5, taken_only=True)
         np.testing.assert_allclose(
             loqa.direction(t1, t2, cfg), fd + 0.5 * loqa.loqa_term(t1, t2, 2.0, GAMMA, True), rtol=1e-6
@@ -127,39 +127,9 @@ def test_bad_input_raises():
         loqa.tabular(jnp.zeros(4), jnp.zeros(5))
 
 
-def test_disc_suffix_hand_worked():
-    x = jnp.array([[1.0, 2.0, 4.0]])
-    # gamma 0.5: (1 + 0.5*2 + 0.25*4, 2 + 0.5*4, 4)
-    np.testing.assert_allclose(loqa.returns_to_go(x, 0.5), [[3.0, 4.0, 4.0]])
-
-
-def test_dice_surrogate_value_zero_gradient_is_discounted_score_sum():
-    """The differentiable part of the taken action's Q: value 0, and d/d logpi_j of the
-    entry at step t is gamma^(j-t) A2_j for j >= t (0 before t)."""
-    g = 0.8
-    A2 = jnp.array([[0.5, -1.0, 2.0, 0.25]])
-    lp0 = jnp.array([[-0.3, -1.2, -0.7, -0.1]])
-
-    def dice(lp):
-        return loqa.returns_to_go(A2 * (lp - jax.lax.stop_gradient(lp)), g)
-
-    np.testing.assert_allclose(dice(lp0), 0.0, atol=1e-7)
-    J = jax.jacobian(dice)(lp0)[0, :, 0, :]  # (t, j)
-    ref = np.array([[g ** (j - t) * float(A2[0, j]) if j >= t else 0.0 for j in range(4)] for t in range(4)])
-    np.testing.assert_allclose(J, ref, rtol=1e-6)
-
-
-def test_sampled_loqa_runs_with_replay():
-    from lowrank_es.shaping import naive
-
-    spec = naive.game_spec("coin", max_steps=10)
-    cfg = loqa.SampledLOQAConfig(n_envs=2, snapshot_every=2, buffer=2, replay_prob=0.5)
-    _, h1 = loqa.sampled_train(jax.random.PRNGKey(0), spec, cfg, 8)
-    assert h1["reward"].shape == (8, 2)
-    # no replay before the first snapshot interval has passed
-    assert not bool(h1["replayed"][:2].any())
-    # Coin Game rewards: every pick-up is +1 to the picker and -2 or 0 to the owner, so a
-    # step's reward lies in [-4, 2].
-    assert np.all(np.abs(np.asarray(h1["reward"])) <= 4.0)
-    with pytest.raises(ValueError, match="replay_prob"):
-        loqa.SampledLOQAConfig(replay_prob=1.5)
+def test_paper_form_is_the_default():
+    """The exact LOQA direction differentiates only the taken action's Q unless told otherwise."""
+    with jax.enable_x64(True):
+        t1, t2 = _pair(5)
+        np.testing.assert_allclose(loqa.direction(t1, t2), exact.naive_gradient(t1, t2) + loqa.loqa_term(t1, t2, 1.0, ipd.GAMMA, True))
+        assert not np.allclose(loqa.loqa_term(t1, t2, 1.0, ipd.GAMMA, True), loqa.loqa_term(t1, t2, 1.0, ipd.GAMMA, False))

@@ -14,51 +14,29 @@ from lowrank_es.stats import fraction_se
 NOTEBOOK = "13_best_response_shaping"
 
 
-def tft_like(p: np.ndarray) -> np.ndarray:
-    """Per seed: P(C|CC) > 0.9, P(C|CD) <= 0.2 and P(C|DD) <= 0.2 (own view: CD = I cooperated,
-    the other defected). p: (n, 5) -> (n,) bool."""
-    p = np.asarray(p)
-    return (p[:, 1] > 0.9) & (p[:, 2] <= 0.2) & (p[:, 4] <= 0.2)
-
-
-def default_ipd_brs(n_seeds: int = 4, seed: int = 0):
-    """The notebook's default BRS run in the IPD (learned detective). Returns final probabilities (n, 5)."""
-    import jax
-
+def _default_ipd_brs():
     from lowrank_es.shaping import brs
 
-    theta, _, hist = brs.train_ipd_seeds(seed, n_seeds, brs.IPDConfig(**DEFAULT_IPD))
-    return np.asarray(jax.nn.sigmoid(theta)), hist
-
-
-#: The BRS configuration of the notebook's default IPD run.
-DEFAULT_IPD = dict(agent_steps=300, agent_lr=0.1, self_play=3.0, detective_steps=5, noise=0.5)
+    return brs.default_ipd_run()
 
 
 @register(
     "brs.ipd.reciprocity", paper="BRS",
     statement=("BRS (learned detective conditioned on the five cooperation probabilities, exact IPD values, "
-               "gamma 0.96) reaches TFT-like reciprocity in every seed: P(C|CC) > 0.9 and P(C|CD), P(C|DD) "
-               "<= 0.2 (own view; the paper's 'P(C|DC)' is the state where the other defected)."),
-    target=Target(low=1.0, text="fraction of seeds TFT-like = 1 (every seed)"), notebook=NOTEBOOK)
+               "gamma 0.96) reaches tit-for-tat reciprocity in every seed: the policy rounded in the four memory "
+               "states is TFT (exact.reciprocity, strict, the reciprocity test of every IPD claim)."),
+    target=Target(low=1.0, text="fraction of seeds TFT (strict) = 1 (every seed)"), notebook=NOTEBOOK)
 def _ipd_reciprocity(p=None) -> Measurement:
+    from lowrank_es.shaping import exact
+
     if p is None:
-        p, _ = default_ipd_brs()
+        p, _ = _default_ipd_brs()
     p = np.asarray(p)
-    ok = tft_like(p)
-    f = float(ok.mean())
-    return Measurement(measured=f, uncertainty=fraction_se(ok), seeds=len(ok),
-                       details={"p": np.round(p, 3).tolist(),
+    rec = exact.reciprocity(p)
+    ok = rec["strict"]
+    return Measurement(measured=float(ok.mean()), uncertainty=fraction_se(ok), seeds=len(ok),
+                       details={"p": np.round(p, 3).tolist(), "generous_fraction": float(rec["generous"].mean()),
                                 "p_CD_max": float(p[:, 2].max()), "p_DD_max": float(p[:, 4].max())})
-
-
-def exploitability_losses(p: np.ndarray) -> np.ndarray:
-    """Per agent: mutual cooperation (-1 per step) minus its per-step reward against its exact best response."""
-    import jax.numpy as jnp
-
-    from lowrank_es.shaping import best_response as br
-
-    return np.array([br.ipd_exploitability(jnp.asarray(q))["loss"] for q in np.asarray(p)])
 
 
 MARGIN = 0.1
@@ -74,16 +52,17 @@ MARGIN = 0.1
 def _ipd_unexploitable(p_brs=None, p_naive=None, p_lola=None) -> Measurement:
     from functools import partial
 
-    if p_brs is None:
-        p_brs, _ = default_ipd_brs()
-    if p_naive is None or p_lola is None:
-        from lowrank_es.claims.shaping import ipd_selfplay
-        from lowrank_es.shaping import common, lola, naive
+    from lowrank_es.shaping import best_response as br
+    from lowrank_es.shaping import exact, lola
 
-        ex = common.ExactConfig()
-        p_naive = ipd_selfplay(partial(naive.direction, cfg=ex))["p1"] if p_naive is None else p_naive
-        p_lola = ipd_selfplay(partial(lola.direction, cfg=ex))["p1"] if p_lola is None else p_lola
-    lb, ln, ll = exploitability_losses(p_brs), exploitability_losses(p_naive), exploitability_losses(p_lola)
+    if p_brs is None:
+        p_brs, _ = _default_ipd_brs()
+    if p_naive is None or p_lola is None:
+        ex = exact.ExactConfig()
+        run = lambda d: exact.selfplay(partial(d, cfg=ex), n=5, steps=300, lr=0.1)["p1"]  # noqa: E731
+        p_naive = run(exact.naive_direction) if p_naive is None else p_naive
+        p_lola = run(lola.direction) if p_lola is None else p_lola
+    lb, ln, ll = br.exploitability_losses(p_brs), br.exploitability_losses(p_naive), br.exploitability_losses(p_lola)
     slack = min(MARGIN - lb.max(), ln.mean() - lb.mean(), ll.mean() - lb.mean())
     return Measurement(measured=float(slack), seeds=len(lb), details={
         "brs_loss": np.round(lb, 4).tolist(), "naive_loss": np.round(ln, 4).tolist(),

@@ -1,174 +1,202 @@
-"""Claims of LOQA (arXiv:2405.01035) and Advantage Alignment (arXiv:2406.14662) at small scale.
+"""Claims of LOQA (arXiv:2405.01035) and Advantage Alignment (arXiv:2406.14662).
 
-Each measure function takes the results a notebook already computed (keyword arguments) or,
-without them, runs its default experiment.
+Each measure reads a results record (default: the committed reference of the ``loqa`` or
+``advantage_alignment`` experiment) and never trains anything itself. IPD reciprocity is the
+one test of :func:`lowrank_es.shaping.exact.reciprocity` (strict; generous in the details).
 """
 
 from __future__ import annotations
 
-from functools import partial
-
-import jax
-import jax.numpy as jnp
 import numpy as np
+from scipy import stats as st
 
+from lowrank_es import experiments
 from lowrank_es.claims.registry import Measurement, Target, register
+from lowrank_es.experiments import sampled_shaping as ss
+from lowrank_es.shaping import exact
 from lowrank_es.stats import fraction_se
 
-
-def reciprocity_per_seed(p1: np.ndarray, p2: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Per seed: both players have P(C|CC) > 0.9, P(C|CD) <= 0.2, P(C|DD) <= 0.2 and reward
-    per step > -1.5. p1, p2: (n, 5) probabilities; r: (n, 2) reward per step. -> (n,) bool."""
-    p1, p2, r = np.asarray(p1), np.asarray(p2), np.asarray(r)
-    ok = lambda p: (p[:, 1] > 0.9) & (p[:, 2] <= 0.2) & (p[:, 4] <= 0.2)
-    return ok(p1) & ok(p2) & np.all(r > -1.5, axis=1)
+LOQA, AA = "loqa", "advantage_alignment"
+NB = {LOQA: "11_loqa", AA: "12_advantage_alignment"}
 
 
-def ipd_selfplay(direction, n_seeds: int = 5, steps: int = 300, lr: float = 0.1, seed: int = 0):
-    """Exact self-play of a bound direction from ``n_seeds`` random N(0, 1) logit pairs.
-    Returns final probabilities p1, p2 (n, 5), reward per step (n, 2) and the logit
-    histories (n, steps + 1, 5) x 2."""
-    from lowrank_es.shaping import common
-
-    init = jax.random.normal(jax.random.PRNGKey(seed), (2, int(n_seeds), 5))
-    h1, h2 = common.simulate_exact(direction, direction, init[0], init[1], lr, steps)
-    p1, p2 = jax.nn.sigmoid(h1[:, -1]), jax.nn.sigmoid(h2[:, -1])
-    r = jax.vmap(common.reward_per_step)(p1, p2)
-    return {"p1": np.asarray(p1), "p2": np.asarray(p2), "r": np.asarray(r), "h1": np.asarray(h1), "h2": np.asarray(h2)}
+def _record(record: dict | None, name: str) -> dict:
+    return record if record is not None else experiments.load(name, "reference")
 
 
-def _frac(ok: np.ndarray, details: dict) -> Measurement:
-    n = len(ok)
-    f = float(np.mean(ok))
-    return Measurement(measured=f, uncertainty=fraction_se(ok), seeds=n, details=details)
+def _m(record: dict, **kw) -> Measurement:
+    return Measurement(scale=record["scale"], device=record["device"], **kw)
 
 
-_RECIP = ("Exact-gradient self-play in the memory-1 IPD (gamma 0.96) reaches reciprocity in every seed: "
-          "P(C|CC) > 0.9, P(C|CD) and P(C|DD) <= 0.2, reward per step > -1.5 (naive learners get about -2).")
+def _mean_se(x) -> tuple[float, float | None]:
+    x = np.asarray(x, float)
+    return float(x.mean()), (float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else None)
 
 
-@register("loqa.ipd.reciprocity", paper="LOQA", statement="LOQA: " + _RECIP,
-          target=Target(low=1.0, text="fraction of seeds reciprocal = 1 (every seed)"), notebook="11_loqa")
-def _loqa_ipd(p1=None, p2=None, r=None) -> Measurement:
-    if p1 is None:
-        from lowrank_es.shaping import loqa
+def welch_interval(a, b, level: float = 0.95) -> tuple[float, float, float]:
+    """Difference of means ``mean(a) - mean(b)`` and its Welch t interval at ``level``."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("a and b need at least two seeds each for an interval")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    d, se = a.mean() - b.mean(), np.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if se > 0 else len(a) + len(b) - 2
+    h = st.t.ppf(0.5 + level / 2, dof) * se
+    return float(d), float(d - h), float(d + h)
 
-        res = ipd_selfplay(partial(loqa.direction, cfg=loqa.LOQAConfig()))
-        p1, p2, r = res["p1"], res["p2"], res["r"]
-    ok = reciprocity_per_seed(p1, p2, r)
-    return _frac(ok, {"p1": np.round(p1, 3), "reward_per_step": np.round(r, 3)})
+
+def _reciprocity(record: dict, method: str, extra: str | None = None) -> Measurement:
+    d = record["data"]["ipd"][method]
+    p = np.concatenate([np.asarray(d["p1"]), np.asarray(d["p2"])])
+    rec = exact.reciprocity(p)
+    details = {"generous_fraction": float(rec["generous"].mean()), "tft_probability_mean": float(rec["tft_probability"].mean()),
+               "reward_per_step": np.round(np.asarray(d["r"]), 3).tolist(), "p1": np.round(np.asarray(d["p1"]), 3).tolist()}
+    if extra is not None:
+        q = np.concatenate([np.asarray(record["data"]["ipd"][extra][k]) for k in ("p1", "p2")])
+        details[f"{extra} strict_fraction"] = float(exact.reciprocity(q)["strict"].mean())
+    return _m(record, measured=float(rec["strict"].mean()), uncertainty=fraction_se(rec["strict"]), seeds=len(d["r"]),
+              details=details)
+
+
+_RECIP = ("exact-gradient self-play in the memory-1 IPD (gamma 0.96, N(0, 1) starts) reaches tit-for-tat "
+          "reciprocity in every run: both agents' policies, rounded in the four memory states, are TFT "
+          "(exact.reciprocity, strict; the LOLA paper's '% TFT').")
+
+
+@register("loqa.ipd.reciprocity", paper="LOQA", statement="LOQA (paper form: the taken action's Q differentiated): " + _RECIP,
+          target=Target(low=1.0, text="fraction of agents TFT (strict) = 1"), quick=True, notebook=NB[LOQA])
+def _loqa_ipd(record: dict | None = None) -> Measurement:
+    return _reciprocity(_record(record, LOQA), "LOQA", "LOQA (all actions)")
 
 
 @register("aa.ipd.reciprocity", paper="AdvantageAlignment", statement="AdAlign: " + _RECIP,
-          target=Target(low=1.0, text="fraction of seeds reciprocal = 1 (every seed)"), notebook="12_advantage_alignment")
-def _aa_ipd(p1=None, p2=None, r=None) -> Measurement:
-    if p1 is None:
-        from lowrank_es.shaping import advantage_alignment as aa
-
-        res = ipd_selfplay(partial(aa.direction, cfg=aa.AAConfig()))
-        p1, p2, r = res["p1"], res["p2"], res["r"]
-    ok = reciprocity_per_seed(p1, p2, r)
-    return _frac(ok, {"p1": np.round(p1, 3), "reward_per_step": np.round(r, 3)})
+          target=Target(low=1.0, text="fraction of agents TFT (strict) = 1"), quick=True, notebook=NB[AA])
+def _aa_ipd(record: dict | None = None) -> Measurement:
+    return _reciprocity(_record(record, AA), "AdAlign")
 
 
-def _median_ci(x: np.ndarray) -> tuple[float, float]:
+def _median_se(x: np.ndarray) -> tuple[float, float]:
     x = np.asarray(x)
-    med = float(np.median(x))
-    # standard error of the median (normal approximation), from the sample spread
-    se = float(1.2533 * np.std(x) / np.sqrt(len(x)))
-    return med, se
+    return float(np.median(x)), float(1.2533 * np.std(x) / np.sqrt(len(x)))
+
+
+def _cosine_claim(record: dict | None, key: str) -> Measurement:
+    record = _record(record, AA)
+    cos = np.asarray(record["data"]["unification"][key])
+    med, se = _median_se(cos)
+    return _m(record, measured=med, uncertainty=se, seeds=len(cos),
+              details={"p10": float(np.percentile(cos, 10)), "p90": float(np.percentile(cos, 90))})
 
 
 @register("aa.unification.lola", paper="AdvantageAlignment",
           statement=("On random tabular (sigmoid-logit) memory-1 IPD policy pairs, the exact first-order LOLA "
                      "shaping term points the same way as the exact AA term (median cosine similarity >= 0.9)."),
-          target=Target(low=0.9, text="median cosine(LOLA term, AA term) >= 0.9"), notebook="12_advantage_alignment")
-def _unif_lola(cos=None, n: int = 100) -> Measurement:
-    if cos is None:
-        from lowrank_es.shaping import advantage_alignment as aa
-
-        with jax.enable_x64(True):
-            cos = np.asarray(aa.unification_sweep(jax.random.PRNGKey(0), n)["cos_lola_aa"])
-    med, se = _median_ci(cos)
-    return Measurement(measured=med, uncertainty=se, seeds=len(cos),
-                       details={"p10": float(np.percentile(cos, 10)), "p90": float(np.percentile(cos, 90))})
+          target=Target(low=0.9, text="median cosine(LOLA term, AA term) >= 0.9"), quick=True, notebook=NB[AA])
+def _unif_lola(record: dict | None = None) -> Measurement:
+    return _cosine_claim(record, "cos_lola_aa")
 
 
 @register("aa.unification.loqa", paper="AdvantageAlignment",
           statement=("On random memory-1 IPD policy pairs, LOQA's term (taken-action Q differentiated) equals the AA "
                      "term with each past advantage weighted by (1 - pi_hat2(b|s)) / tau, up to the discounting "
                      "inside the sum: median cosine similarity >= 0.9."),
-          target=Target(low=0.9, text="median cosine(LOQA term, factor-weighted AA term) >= 0.9"),
-          notebook="12_advantage_alignment")
-def _unif_loqa(cos=None, n: int = 100) -> Measurement:
-    if cos is None:
-        from lowrank_es.shaping import advantage_alignment as aa
-
-        with jax.enable_x64(True):
-            cos = np.asarray(aa.unification_sweep(jax.random.PRNGKey(0), n)["cos_loqa_aa_factor"])
-    med, se = _median_ci(cos)
-    return Measurement(measured=med, uncertainty=se, seeds=len(cos),
-                       details={"p10": float(np.percentile(cos, 10)), "p90": float(np.percentile(cos, 90))})
+          target=Target(low=0.9, text="median cosine(LOQA term, factor-weighted AA term) >= 0.9"), quick=True,
+          notebook=NB[AA])
+def _unif_loqa(record: dict | None = None) -> Measurement:
+    return _cosine_claim(record, "cos_loqa_aa_factor")
 
 
-def _mean_se(x) -> tuple[float, float]:
-    x = np.asarray(x, float)
-    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+def _self_play(record: dict, part: str) -> Measurement:
+    x = ss.per_seed(record["data"][part], "self_play")
+    m, se = _mean_se(x)
+    return _m(record, measured=m, uncertainty=se, seeds=len(x),
+              details={"per_seed": np.round(x, 4).tolist(),
+                       "own_coin_rate": np.round(ss.per_seed(record["data"][part], "own_rate"), 3).tolist(),
+                       "vs_always_cooperate": np.round(ss.per_seed(record["data"][part], "vs_always-cooperate"), 4).tolist()})
 
 
-def _selfplay_gap(method: str, reward, naive_reward) -> Measurement:
-    """Mean over seeds of ``method``'s self-play reward per step minus naive self-play's."""
-    if reward is None or naive_reward is None:
-        raise ValueError(f"{method}_reward and naive_reward (per-seed self-play reward per step) are required")
-    d = np.asarray(reward, float) - np.asarray(naive_reward, float)
-    m, se = _mean_se(d)
-    return Measurement(measured=m, uncertainty=se, seeds=len(d),
-                       details={method: np.round(reward, 4), "naive": np.round(naive_reward, 4)})
+def _vs_naive(record: dict, part: str, naive: str) -> Measurement:
+    a, b = ss.per_seed(record["data"][part], "self_play"), ss.per_seed(record["data"][naive], "self_play")
+    d, lo, hi = welch_interval(a, b)
+    return _m(record, measured=lo, uncertainty=None, seeds=len(a),
+              details={"difference": round(d, 4), "interval_95": [round(lo, 4), round(hi, 4)],
+                       "method": np.round(a, 4).tolist(), "naive": np.round(b, 4).tolist()})
 
 
-def _per_seed_mean(name: str, values, what: str) -> Measurement:
-    """Mean and standard error over seeds of a per-seed measurement ``values`` (argument ``name``)."""
-    if values is None:
-        raise ValueError(f"{name} ({what}) is required")
-    m, se = _mean_se(values)
-    return Measurement(measured=m, uncertainty=se, seeds=len(values), details={"per_seed": np.round(values, 4)})
+def _vs(record: dict, part: str, opponent: str) -> Measurement:
+    x = ss.per_seed(record["data"][part], f"vs_{opponent}")
+    m, se = _mean_se(x)
+    return _m(record, measured=m, uncertainty=se, seeds=len(x), details={"per_seed": np.round(x, 4).tolist()})
 
 
-@register("aa.coin.vs_naive", paper="AdvantageAlignment",
-          statement="Coin Game (3x3, 50 steps): AdAlign self-play reward per step exceeds naive (beta = 0) self-play's.",
-          target=Target(low=0.0, text="AA minus naive self-play reward per step > 0 (mean over seeds)"),
-          notebook="12_advantage_alignment")
-def _aa_coin_vs_naive(aa_reward=None, naive_reward=None) -> Measurement:
-    return _selfplay_gap("aa", aa_reward, naive_reward)
+_COIN = "Coin Game (3x3, 50 steps, gamma 0.96, recurrent agents): "
+_ANCH = "official league: 0.28; always-cooperate pair 0.347"
 
 
-@register("aa.coin.unexploited", paper="AdvantageAlignment",
-          statement="Coin Game: an AdAlign agent is not exploited by an always-defect (selfish) agent: reward per step >= -0.1.",
-          target=Target(low=-0.1, text="reward per step vs selfish agent >= -0.1 (mean over seeds)"),
-          notebook="12_advantage_alignment")
-def _aa_coin_unexploited(vs_ad=None) -> Measurement:
-    return _per_seed_mean("vs_ad", vs_ad, "per-seed reward per step against the selfish agent")
-
-
-@register("aa.negotiation.above_defect", paper="AdvantageAlignment",
-          statement="Negotiation Game (discrete proposals): AdAlign self-play reward per step is well above AD-AD (0.30).",
-          target=Target(low=0.35, text="AA self-play reward per step >= 0.35 (AD-AD 0.30, AC-AC 0.50)"),
-          notebook="12_advantage_alignment")
-def _aa_negotiation(reward=None) -> Measurement:
-    return _per_seed_mean("reward", reward, "per-seed AA self-play reward per step")
+@register("loqa.coin.self_play", paper="LOQA", statement=_COIN + f"LOQA self-play earns at least 0.2 per step ({_ANCH}).",
+          target=Target(low=0.2, text="LOQA self-play reward per step >= 0.2 (mean over seeds)"), notebook=NB[LOQA])
+def _loqa_self(record: dict | None = None) -> Measurement:
+    return _self_play(_record(record, LOQA), "coin_loqa")
 
 
 @register("loqa.coin.vs_naive", paper="LOQA",
-          statement="Coin Game (3x3, 50 steps): LOQA self-play reward per step exceeds naive actor-critic self-play's.",
-          target=Target(low=0.0, text="LOQA minus naive self-play reward per step > 0 (mean over seeds)"),
-          notebook="11_loqa")
-def _loqa_coin_vs_naive(loqa_reward=None, naive_reward=None) -> Measurement:
-    return _selfplay_gap("loqa", loqa_reward, naive_reward)
+          statement=_COIN + "LOQA self-play earns more per step than the same learner without its shaping term.",
+          target=Target(low=0.0, text="lower end of the 95% Welch interval of LOQA minus naive self-play reward > 0"),
+          notebook=NB[LOQA])
+def _loqa_vs_naive(record: dict | None = None) -> Measurement:
+    return _vs_naive(_record(record, LOQA), "coin_loqa", "coin_naive")
 
 
 @register("loqa.coin.unexploited", paper="LOQA",
-          statement="Coin Game: a LOQA agent is not exploited by an always-defect (selfish) agent: reward per step >= -0.1.",
-          target=Target(low=-0.1, text="reward per step vs selfish agent >= -0.1 (mean over seeds)"),
-          notebook="11_loqa")
-def _loqa_coin_unexploited(vs_ad=None) -> Measurement:
-    return _per_seed_mean("vs_ad", vs_ad, "per-seed reward per step against the selfish agent")
+          statement=_COIN + "a LOQA agent is not exploited by the selfish agent (always-defect): reward per step >= -0.2 "
+          "(official league -0.11; a uniformly random agent gets -0.535).",
+          target=Target(low=-0.2, text="reward per step vs selfish agent >= -0.2 (mean over seeds)"), notebook=NB[LOQA])
+def _loqa_unexploited(record: dict | None = None) -> Measurement:
+    return _vs(_record(record, LOQA), "coin_loqa", "selfish")
+
+
+@register("aa.coin.self_play", paper="AdvantageAlignment",
+          statement=_COIN + f"AdAlign self-play earns at least 0.2 per step ({_ANCH}).",
+          target=Target(low=0.2, text="AdAlign self-play reward per step >= 0.2 (mean over seeds)"), notebook=NB[AA])
+def _aa_self(record: dict | None = None) -> Measurement:
+    return _self_play(_record(record, AA), "coin_adalign")
+
+
+@register("aa.coin.vs_naive", paper="AdvantageAlignment",
+          statement=_COIN + "AdAlign self-play earns more per step than the same learner with beta = 0.",
+          target=Target(low=0.0, text="lower end of the 95% Welch interval of AdAlign minus naive self-play reward > 0"),
+          notebook=NB[AA])
+def _aa_vs_naive(record: dict | None = None) -> Measurement:
+    return _vs_naive(_record(record, AA), "coin_adalign", "coin_naive")
+
+
+@register("aa.coin.unexploited", paper="AdvantageAlignment",
+          statement=_COIN + "an AdAlign agent is not exploited by the selfish agent: reward per step >= -0.2 "
+          "(official league -0.08; a uniformly random agent gets -0.535).",
+          target=Target(low=-0.2, text="reward per step vs selfish agent >= -0.2 (mean over seeds)"), notebook=NB[AA])
+def _aa_unexploited(record: dict | None = None) -> Measurement:
+    return _vs(_record(record, AA), "coin_adalign", "selfish")
+
+
+_NEG = "Negotiation Game (discrete proposals, 50 rounds, recurrent agents): "
+
+
+@register("aa.negotiation.above_defect", paper="AdvantageAlignment",
+          statement=_NEG + "AdAlign self-play earns well above mutual defection (AD-AD 0.30, AC-AC 0.50; paper about 0.44).",
+          target=Target(low=0.35, text="AdAlign self-play reward per round >= 0.35 (mean over seeds)"), notebook=NB[AA])
+def _aa_negotiation(record: dict | None = None) -> Measurement:
+    record = _record(record, AA)
+    x = ss.per_seed(record["data"]["negotiation_adalign"], "self_play")
+    m, se = _mean_se(x)
+    naive = ss.per_seed(record["data"]["negotiation_naive"], "self_play")
+    return _m(record, measured=m, uncertainty=se, seeds=len(x),
+              details={"per_seed": np.round(x, 4).tolist(), "naive_per_seed": np.round(naive, 4).tolist()})
+
+
+@register("aa.negotiation.unexploited", paper="AdvantageAlignment",
+          statement=_NEG + "AdAlign is not exploited by always-defect: at least 0.28 per round against it "
+          "(always-cooperate gets 0.25 there, always-defect itself 0.30).",
+          target=Target(low=0.28, text="AdAlign reward per round vs always-defect >= 0.28 (mean over seeds)"),
+          notebook=NB[AA])
+def _aa_negotiation_unexploited(record: dict | None = None) -> Measurement:
+    return _vs(_record(record, AA), "negotiation_adalign", "always-defect")

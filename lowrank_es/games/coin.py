@@ -134,6 +134,8 @@ def step(
     actions = jnp.asarray(actions)
     if actions.shape != (2,):
         raise ValueError(f"actions must have shape (2,) with values in [0, {N_ACTIONS}), got shape {actions.shape}")
+    if not isinstance(actions, jax.core.Tracer) and not bool(jnp.all((actions >= 0) & (actions < N_ACTIONS))):
+        raise ValueError(f"actions must have values in [0, {N_ACTIONS}), got {actions.tolist()}")
     pos = (state.pos + MOVES[actions]) % g
     on_coin = jnp.all(pos == state.coin_pos[None, :], axis=-1)  # (2,)
     own = jnp.array([RED, BLUE]) == state.coin_colour  # (2,) is the coin agent i's colour
@@ -201,29 +203,6 @@ def scripted_action(key: jax.Array, state: State, agent: int, kind: str, params:
 
 
 SCRIPTED = ("cooperative", "selfish", "random")
-
-
-def play_scripted(key: jax.Array, kind_red: str, kind_blue: str, n_steps: int,
-                  params: Params = Params()) -> tuple[State, jax.Array, dict]:
-    """One game of two scripted agents (:func:`scripted_action` kinds).
-
-    Returns the stacked states ``(n_steps + 1)`` (index 0 after reset), the rewards
-    ``(n_steps, 2)`` and the step infos (each ``(n_steps, 2)``).
-    """
-    if int(n_steps) < 1:
-        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-    k0, kr = jax.random.split(key)
-    _, s0 = reset(k0, params)
-
-    def body(s, k):
-        ka, kb, ks = jax.random.split(k, 3)
-        a = jnp.stack([scripted_action(ka, s, RED, kind_red, params), scripted_action(kb, s, BLUE, kind_blue, params)])
-        _, s2, r, _, info = step(ks, s, a, params)
-        return s2, (s2, r, info)
-
-    _, (states, rewards, infos) = jax.lax.scan(body, s0, jax.random.split(kr, int(n_steps)))
-    states = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), s0, states)
-    return states, rewards, infos
 
 
 #: RGB colours of the rendering: red agent, blue agent, background.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 C, D = 0, 1
 STATE_NAMES = ("CC", "CD", "DC", "DD")
@@ -36,8 +37,14 @@ EPISODE_LENGTH = 50
 
 
 def _check_policy(p: jax.Array, name: str) -> None:
-    if p.shape[-1] != 5:
-        raise ValueError(f"{name} must have last dimension 5 [p_start, p_CC, p_CD, p_DC, p_DD], got shape {p.shape}")
+    """Shape always; values (probabilities in [0, 1], no NaN) when called eagerly, i.e. not
+    while being traced by jit / grad / vmap, where values are unknown."""
+    if jnp.shape(p)[-1:] != (5,):
+        raise ValueError(f"{name} must have last dimension 5 [p_start, p_CC, p_CD, p_DC, p_DD], got shape {jnp.shape(p)}")
+    if not isinstance(p, jax.core.Tracer):
+        a = np.asarray(p, dtype=float)
+        if not (np.all(np.isfinite(a)) and np.all((a >= 0.0) & (a <= 1.0))):
+            raise ValueError(f"{name} must hold cooperation probabilities in [0, 1] (no NaN), got {np.round(a, 4).tolist()}")
 
 
 def joint_action_probs(q1: jax.Array, q2: jax.Array) -> jax.Array:
@@ -54,6 +61,8 @@ def markov_chain(p1: jax.Array, p2: jax.Array) -> tuple[jax.Array, jax.Array]:
     ``P[s, s']`` is the probability that the next joint action is ``s'`` when the last
     one was ``s`` (both in player 1's ordering).
     """
+    _check_policy(p1, "p1")
+    _check_policy(p2, "p2")
     d0 = joint_action_probs(p1[0], p2[0])
     q1 = p1[1:]  # player 1 in joint state s uses its own index s
     q2 = p2[1:][SWAP]  # player 2 sees the swapped state
@@ -83,6 +92,8 @@ def state_values(p1: jax.Array, p2: jax.Array, gamma: float = GAMMA) -> tuple[ja
     ``V_i[s] = E[sum_{k>=1} gamma^{k-1} r_i(s_k) | s_0 = s]`` — the discounted return of
     the steps that follow ``s``. Shape (4,) each, in player 1's joint ordering.
     """
+    if not 0.0 <= gamma < 1.0:
+        raise ValueError(f"gamma must be in [0, 1), got {gamma}")
     _, P = markov_chain(p1, p2)
     M = jnp.linalg.solve(jnp.eye(4) - gamma * P, P)  # sum_k gamma^{k-1} P^k
     return M @ REWARD_1, M @ REWARD_2

@@ -182,6 +182,12 @@ def ipd_exploitability(p_agent: jax.Array, gamma: float = ipd.GAMMA) -> dict[str
     }
 
 
+def exploitability_losses(p: np.ndarray, gamma: float = ipd.GAMMA) -> np.ndarray:
+    """Per agent (rows of ``p``, (n, 5)): mutual cooperation (-1 per step) minus its per-step
+    reward against its exact best response."""
+    return np.array([ipd_exploitability(jnp.asarray(q), gamma)["loss"] for q in np.asarray(p)])
+
+
 def deterministic_memory1_policies() -> jax.Array:
     """All 32 deterministic memory-1 policies, (32, 5) of 0/1 cooperation probabilities."""
     bits = (np.arange(32)[:, None] >> np.arange(5)[None, :]) & 1

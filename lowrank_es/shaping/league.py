@@ -1,11 +1,13 @@
-"""Cross-play league of exact IPD learners and fixed opponents.
+"""Cross-play leagues: every ordered pair of a set of agents, the row agent's reward per step.
 
-An entry is a name and a bound direction ``dir(theta_me, theta_other) -> (5,)`` (a learner)
-or a fixed policy's logits (a fixed opponent). :func:`ipd_league` plays every ordered pair
-from the same random initialisations (``n_seeds`` of them), lets both sides learn with
-simultaneous exact updates for ``steps`` steps, and reports the row player's normalised
-discounted reward per step at the end. To add an agent, add an entry to the dict passed to
-:func:`ipd_league` (see :func:`default_ipd_agents`).
+* IPD (exact): an entry is a bound direction ``dir(theta_me, theta_other) -> (5,)`` (a
+  learner, see :mod:`lowrank_es.shaping.exact`) or a fixed policy's logits (5,).
+  :func:`ipd_league` plays every ordered pair from the same random initialisations, both
+  sides learning with simultaneous exact updates (:func:`lowrank_es.shaping.exact.trajectory`),
+  and reports the row player's normalised discounted reward per step at the end.
+* Sampled games: an entry is any player of :mod:`lowrank_es.shaping.episodes` (a trained
+  :class:`lowrank_es.shaping.agents.Agent`, a scripted one, ...); :func:`sampled_league` plays
+  ``n_envs`` episodes per ordered pair and evaluation seed.
 """
 
 from __future__ import annotations
@@ -18,37 +20,30 @@ import jax.numpy as jnp
 import numpy as np
 
 from lowrank_es.shaping import advantage_alignment as aa
-from lowrank_es.shaping import common, lola, loqa, naive
+from lowrank_es.shaping import episodes, exact, lola, loqa
+from lowrank_es.shaping.episodes import GameSpec
 
 
-def default_ipd_agents(
-    gamma: float = 0.96, beta: float = 1.0, tau: float = 1.0, lookahead: float = 1.0
-) -> dict[str, Callable | jax.Array]:
+def default_ipd_agents(gamma: float = 0.96, beta: float = 1.0, tau: float = 1.0,
+                       lookahead: float = 1.0) -> dict[str, Callable | jax.Array]:
     """{naive, LOLA, LOQA, AdAlign, AC, AD, TFT}: learners as bound directions, fixed
     opponents as logits (5,). (Proximal AdAlign differs from AdAlign only in how sampled
     advantages are used; with exact expectations its first step is AdAlign's, so it is not a
     separate exact entry.)"""
-    ex = common.ExactConfig(gamma=gamma, lookahead=lookahead)
+    ex = exact.ExactConfig(gamma=gamma, lookahead=lookahead)
     return {
-        "naive": partial(naive.direction, cfg=ex),
+        "naive": partial(exact.naive_direction, cfg=ex),
         "LOLA": partial(lola.direction, cfg=ex),
         "LOQA": partial(loqa.direction, cfg=loqa.LOQAConfig(tau=tau, gamma=gamma)),
         "AdAlign": partial(aa.direction, cfg=aa.AAConfig(beta=beta, gamma=gamma)),
-        "AC": common.fixed_theta("always_cooperate"),
-        "AD": common.fixed_theta("always_defect"),
-        "TFT": common.fixed_theta("tit_for_tat"),
+        "AC": exact.fixed_theta("always_cooperate"),
+        "AD": exact.fixed_theta("always_defect"),
+        "TFT": exact.fixed_theta("tit_for_tat"),
     }
 
 
-def ipd_league(
-    key: jax.Array,
-    agents: dict[str, Callable | jax.Array],
-    n_seeds: int = 5,
-    steps: int = 200,
-    lr: float = 0.1,
-    gamma: float = 0.96,
-    init_scale: float = 1.0,
-) -> tuple[list[str], np.ndarray]:
+def ipd_league(key: jax.Array, agents: dict[str, Callable | jax.Array], n_seeds: int = 5, steps: int = 200,
+               lr: float = 0.1, gamma: float = 0.96, init_scale: float = 1.0) -> tuple[list[str], np.ndarray]:
     """Cross-play of every ordered pair. Returns the names and an array
     ``(n_seeds, n_agents, n_agents)`` of the row agent's reward per step after learning."""
     if int(n_seeds) < 1:
@@ -57,27 +52,43 @@ def ipd_league(
         raise ValueError(f"steps must be >= 0, got {steps}")
     names = list(agents)
     n, S = len(names), int(n_seeds)
-    dirs = [agents[a] if callable(agents[a]) else common.fixed_direction for a in names]
+    dirs = [agents[a] if callable(agents[a]) else exact.fixed_direction for a in names]
     fixed = jnp.stack([jnp.zeros(5) if callable(agents[a]) else jnp.asarray(agents[a], jnp.float32) for a in names])
     is_fixed = jnp.array([not callable(agents[a]) for a in names])
     init = init_scale * jax.random.normal(key, (2, S, 5))
 
-    def direction(k, me, other):
-        return jax.lax.switch(k, [lambda a, b, d=d: d(a, b) for d in dirs], me, other)
-
     def play(i, j, t1, t2):
+        def by_index(k):
+            return lambda me, other: jax.lax.switch(k, [lambda a, b, d=d: d(a, b) for d in dirs], me, other)
+
         t1 = jnp.where(is_fixed[i], fixed[i], t1)
         t2 = jnp.where(is_fixed[j], fixed[j], t2)
+        h1, h2 = exact.trajectory(by_index(i), by_index(j), t1, t2, lr, lr, steps)
+        return exact.reward_per_step(exact.policy(h1[-1]), exact.policy(h2[-1]), gamma)[0]
 
-        def body(carry, _):
-            a, b = carry
-            return (a + lr * direction(i, a, b), b + lr * direction(j, b, a)), None
-
-        (a, b), _ = jax.lax.scan(body, (t1, t2), None, length=int(steps))
-        return common.reward_per_step(jax.nn.sigmoid(a), jax.nn.sigmoid(b), gamma)[0]
-
-    ii, jj, ss = jnp.meshgrid(jnp.arange(n), jnp.arange(n), jnp.arange(S), indexing="ij")
-    ii, jj, ss = ii.ravel(), jj.ravel(), ss.ravel()
+    ii, jj, ss = (x.ravel() for x in jnp.meshgrid(jnp.arange(n), jnp.arange(n), jnp.arange(S), indexing="ij"))
     r = jax.jit(jax.vmap(play))(ii, jj, init[0][ss], init[1][ss])
-    out = np.asarray(r).reshape(n, n, S).transpose(2, 0, 1)
+    return names, np.asarray(r).reshape(n, n, S).transpose(2, 0, 1)
+
+
+def sampled_league(key: jax.Array, players: dict, spec: GameSpec, n_envs: int = 256,
+                   n_seeds: int = 1) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Every ordered pair of ``players`` (name -> player) for ``n_seeds`` evaluation keys of
+    ``n_envs`` episodes each. Returns the names and ``{"reward": (n_seeds, n, n)}`` of the
+    row player's reward per step (plus ``"own_rate"`` of the row player in the Coin Game)."""
+    if int(n_seeds) < 1:
+        raise ValueError(f"n_seeds must be >= 1, got {n_seeds}")
+    names = list(players)
+    n = len(names)
+    out = {"reward": np.zeros((int(n_seeds), n, n))}
+    if spec.name == "coin":
+        out["own_rate"] = np.zeros((int(n_seeds), n, n))
+    for s, k in enumerate(jax.random.split(key, int(n_seeds))):
+        for i, a in enumerate(names):
+            for j, b in enumerate(names):
+                st = episodes.evaluate(jax.random.fold_in(k, i * n + j), players[a], players[b], spec, n_envs)
+                out["reward"][s, i, j] = float(st["reward"][0])
+                if "own_rate" in out:
+                    own, other = np.asarray(st["own"])[0], np.asarray(st["other"])[0]
+                    out["own_rate"][s, i, j] = own / max(own + other, 1e-9)
     return names, out

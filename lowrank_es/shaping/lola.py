@@ -11,7 +11,7 @@ As in the paper, the dependence of ``grad_2 V1`` on ``theta1`` is dropped (``sto
 the extra term only *shapes* the opponent's anticipated step. :func:`lookahead_value` is the
 un-expanded look-ahead objective (tests compare against its finite differences).
 
-``direction(theta_me, theta_other, cfg)`` follows :mod:`lowrank_es.shaping.common`.
+``direction(theta_me, theta_other, cfg)`` follows :mod:`lowrank_es.shaping.exact`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from lowrank_es.shaping.common import ExactConfig, value
+from lowrank_es.shaping.exact import ExactConfig, naive_gradient, value
 
 
 def shaping_term(theta_me: jax.Array, theta_other: jax.Array, cfg: ExactConfig = ExactConfig()) -> jax.Array:
@@ -36,8 +36,7 @@ def shaping_term(theta_me: jax.Array, theta_other: jax.Array, cfg: ExactConfig =
 
 def direction(theta_me: jax.Array, theta_other: jax.Array, cfg: ExactConfig = ExactConfig()) -> jax.Array:
     """LOLA's ascent direction for ``theta_me`` (5,)."""
-    naive = jax.grad(value)(theta_me, theta_other, cfg.gamma)
-    return naive + cfg.lookahead * shaping_term(theta_me, theta_other, cfg)
+    return naive_gradient(theta_me, theta_other, cfg.gamma) + cfg.lookahead * shaping_term(theta_me, theta_other, cfg)
 
 
 def lookahead_value(theta_me: jax.Array, theta_other: jax.Array, cfg: ExactConfig = ExactConfig()) -> jax.Array:

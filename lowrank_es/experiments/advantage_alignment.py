@@ -1,0 +1,144 @@
+"""Experiment ``advantage_alignment`` (notebook 12): AdAlign in the exact IPD, the LOLA / LOQA /
+AA unification on random tabular policies, and AdAlign and Proximal AdAlign with recurrent
+agents in the Coin Game and the 50-round Negotiation Game against the same learner with
+beta = 0 (the naive baseline), with their leagues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+import jax
+import numpy as np
+
+from lowrank_es.experiments import Experiment, register
+from lowrank_es.experiments import sampled_shaping as ss
+from lowrank_es.shaping import advantage_alignment as aa
+from lowrank_es.shaping import exact, loqa, training
+
+NAME = "advantage_alignment"
+
+COIN = training.TrainConfig(method="adalign", n_envs=64, hidden=32, lr=3e-3, critic_lr=1e-2, entropy=0.05, beta=1.0,
+                            lam=0.95, replay=0.5)
+#: Negotiation: the official entropy 0.005 and gamma 0.96, 50 rounds; the paper's discounted
+#: sum of past (one-step) advantages with beta 3 and Adam 1e-3. Probes of 600 updates of 32
+#: episodes (one seed): the official running mean with weight 0.3 ends exactly where beta = 0
+#: does (0.299 per round, mutual defection), beta 1 at Adam 5e-4 climbs to 0.285, beta 3 at
+#: 1e-3 to 0.293, both still rising.
+NEGOTIATION = training.TrainConfig(method="adalign", n_envs=64, hidden=32, lr=1e-3, critic_lr=1e-3, entropy=0.005,
+                                   beta=3.0, past="discounted", lam=0.95, replay=0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """ipd_*: exact AdAlign self-play; unification_pairs: random policy pairs of the sweep;
+    coin / negotiation: trainer configs (beta 0 gives the naive baseline) and updates;
+    publish_agents: save the trained agents into the package (the reference run does)."""
+
+    ipd_runs: int = 10
+    ipd_steps: int = 300
+    ipd_lr: float = 0.1
+    beta: float = 1.0
+    unification_pairs: int = 100
+    coin: training.TrainConfig = dataclasses.replace(COIN, n_envs=16, hidden=16)
+    coin_updates: int = 40
+    negotiation: training.TrainConfig = dataclasses.replace(NEGOTIATION, n_envs=16, hidden=16)
+    negotiation_updates: int = 30
+    rounds: int = 50
+    league_envs: int = 64
+    publish_agents: bool = False
+
+
+SCALES = {"quick": Config(),
+          # shrunk for a shared CPU (sampled_shaping.SHARED_CPU_NOTE): 32 episodes x 200 / 150 updates
+          "reference": Config(ipd_runs=20, unification_pairs=300, coin=dataclasses.replace(COIN, n_envs=32), coin_updates=200,
+                              negotiation=dataclasses.replace(NEGOTIATION, n_envs=32), negotiation_updates=150,
+                              league_envs=128, publish_agents=True)}
+SEEDS = {"quick": 1, "reference": 3}
+
+
+def run_ipd(cfg: Config) -> dict:
+    """Exact AdAlign and naive self-play from the same N(0, 1) starts: final policies,
+    rewards, and player 1's reward per step (every 5th step)."""
+    out = {}
+    for name, d in (("AdAlign", functools.partial(aa.direction, cfg=aa.AAConfig(beta=cfg.beta))),
+                    ("naive", functools.partial(exact.naive_direction, cfg=exact.ExactConfig()))):
+        res = exact.selfplay(d, n=cfg.ipd_runs, steps=cfg.ipd_steps, lr=cfg.ipd_lr, seed=0)
+        out[name] = {k: res[k] for k in ("p1", "p2", "r", "curve")}
+    return out
+
+
+def run_unification(cfg: Config) -> dict:
+    """Cosines between the LOLA, LOQA and AA terms on random logit pairs (float64): the
+    sweep of :func:`lowrank_es.shaping.advantage_alignment.unification_sweep` plus the LOQA
+    all-actions variant and the factor-weighted AA term with an undiscounted inner sum, and
+    how greedy the opponent model is (mean over states of max_b pi_hat2)."""
+    with jax.enable_x64(True):
+        key = jax.random.PRNGKey(0)
+        sw = aa.unification_sweep(key, cfg.unification_pairs)
+        t1, t2 = aa.random_pairs(key, cfg.unification_pairs)
+
+        def extra(x, y):
+            w = 1.0 - loqa.opponent_model(x, y, 1.0)
+            return {"cos_loqaall_aa": aa.cosine(loqa.loqa_term(x, y, 1.0, taken_only=False), aa.aa_term(x, y)),
+                    "cos_loqa_aa_factor_undiscounted": aa.cosine(loqa.loqa_term(x, y, 1.0),
+                                                                 aa.aa_term(x, y, weight=w, inner_discount=1.0)),
+                    "greediness": loqa.opponent_model(x, y, 1.0).max(-1).mean()}
+
+        ex = jax.vmap(extra)(t1, t2)
+        keep = ("cos_lola_aa", "cos_loqa_aa", "cos_loqa_aa_factor", "relerr_lola_aa", "relerr_loqa_aa",
+                "relerr_loqa_aa_factor")
+        return {**{k: np.asarray(sw[k]) for k in keep}, **{k: np.asarray(v) for k, v in ex.items()}}
+
+
+def jobs(cfg: Config, seeds: tuple[int, ...]) -> dict:
+    d = ss.agent_dir(NAME, cfg.publish_agents)
+    neg = functools.partial(ss.train_method, "negotiation")
+    coin = functools.partial(ss.train_method, "coin")
+    return {
+        "ipd": functools.partial(run_ipd, cfg),
+        "unification": functools.partial(run_unification, cfg),
+        "coin_adalign": functools.partial(coin, "adalign", cfg.coin, cfg.coin_updates, seeds, d),
+        "coin_proximal": functools.partial(coin, "proximal_adalign", dataclasses.replace(cfg.coin, method="proximal_adalign"),
+                                           cfg.coin_updates, seeds, d),
+        "coin_naive": functools.partial(coin, "adalign_beta0", dataclasses.replace(cfg.coin, beta=0.0),
+                                        cfg.coin_updates, seeds, d),
+        "coin_league": functools.partial(ss.play_league, "coin", {"AdAlign": "adalign", "Proximal AdAlign": "proximal_adalign",
+                                                                  "naive": "adalign_beta0"}, seeds, d, cfg.league_envs),
+        "negotiation_adalign": functools.partial(neg, "adalign", cfg.negotiation, cfg.negotiation_updates, seeds, d,
+                                                 steps=cfg.rounds),
+        "negotiation_naive": functools.partial(neg, "adalign_beta0", dataclasses.replace(cfg.negotiation, beta=0.0),
+                                               cfg.negotiation_updates, seeds, d, steps=cfg.rounds),
+        "negotiation_league": functools.partial(ss.play_league, "negotiation", {"AdAlign": "adalign", "naive": "adalign_beta0"},
+                                                seeds, d, cfg.league_envs, steps=cfg.rounds),
+    }
+
+
+def combine(cfg: Config, seeds: tuple[int, ...], parts: dict) -> dict:
+    return {**parts, "anchors": {g: {f"{a} vs {b}": v for (a, b), v in ss.ANCHORS[g].items()} for g in ss.ANCHORS},
+            "machine": {"load_average_1_5_15_min": list(os.getloadavg()), "cpu_count": os.cpu_count()},
+            **({"note": ss.SHARED_CPU_NOTE} if cfg.publish_agents else {})}
+
+
+def plots(record: dict) -> dict:
+    import matplotlib.pyplot as plt
+
+    data = record["data"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    ss.plot_curves(axes, {"AdAlign": data["coin_adalign"], "Proximal AdAlign": data["coin_proximal"],
+                          "naive (beta 0)": data["coin_naive"]})
+    fig.suptitle(f"Advantage Alignment in the Coin Game ({record['scale']} scale)")
+    fig2, ax = plt.subplots(figsize=(6, 3.8))
+    ss.plot_curves([ax], {"AdAlign": data["negotiation_adalign"], "naive (beta 0)": data["negotiation_naive"]})
+    ax.set_ylabel("self-play reward per round")
+    fig2.suptitle(f"Negotiation, 50 rounds ({record['scale']} scale)")
+    return {"coin_curves": fig, "negotiation_curves": fig2}
+
+
+EXPERIMENT = register(Experiment(
+    name=NAME, notebook="12_advantage_alignment",
+    summary="Does Advantage Alignment reciprocate in the IPD and cooperate, unexploited, in the Coin and Negotiation games?",
+    scales=SCALES, seeds=SEEDS, jobs=jobs, combine=combine, plots=plots,
+))
