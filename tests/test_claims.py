@@ -54,6 +54,7 @@ def test_slope_claim_holds_and_a_wrong_target_does_not(figures):
     for name, d in rec["details"].items():
         assert -1.15 <= d["ci95"][0] <= d["slope"] <= d["ci95"][1] <= -0.85, name
         assert d["mc_agrees"] and d["mc_max_abs_z"] <= theory_exp.Z_AGREE, name
+        assert d["generator_max_noise_ratio"] <= theory_exp.RATIO_AGREE, name
     # The record is written where LOWRANK_ES_FIGURES points.
     stored = json.loads((figures / "claims" / "eggroll.theory.slope.json").read_text())
     assert stored["measured"] == 3.0 and stored["holds"] is True

@@ -80,7 +80,7 @@ def test_carry_forward_fills_updates_without_finished_episodes():
 
 
 def test_run_is_vmapped_over_seeds_and_deterministic():
-    cfg = ppo.PPOConfig(total_timesteps=4 * 32 * 3, num_steps=32, hidden=(8,))
+    cfg = ppo.PPOConfig(total_timesteps=4 * 32 * 3, num_steps=32, update_epochs=1, num_minibatches=1, hidden=(8,))
     a, b = ppo.run(cfg, [0, 1]), ppo.run(cfg, [0, 1])
     assert a["mean_return"].shape == (2, 3) and list(a["env_steps"]) == [128, 256, 384]
     np.testing.assert_array_equal(a["mean_return"], b["mean_return"])

@@ -18,6 +18,7 @@ import numpy as np
 
 from lowrank_es.baselines import ppo
 from lowrank_es.experiments import Experiment, register
+from lowrank_es.experiments.machine import machine_load
 from lowrank_es.experiments.rl_analysis import aggregate_figure, learning_curves_figure, plot_env_curves
 from lowrank_es.tasks.control import make_env, random_return
 from lowrank_es.tasks.control_es import ESConfig, RunState, generation_seconds, make_policy, mean_params, train
@@ -55,12 +56,12 @@ class Config:
     speed_hidden: tuple[int, ...] = (256, 256)
     speed_population: int = 64
     speed_max_steps: int = 100
-    speed_repeats: int = 21
+    speed_repeats: int = 21  # 0: no speed measurement
 
 
 SCALES = {
     "quick": Config(envs=(EnvBudget("CartPole-v1", 30_000, 40, 200),), population=32, hidden=(32, 32),
-                    final_episodes=16, random_episodes=32, ppo_envs=(), speed_repeats=5),
+                    final_episodes=16, random_episodes=32, ppo_envs=(), speed_repeats=0),
     "reference": Config(envs=(
         EnvBudget("CartPole-v1", 250_000, 200),
         EnvBudget("Acrobot-v1", 400_000, 200),
@@ -131,7 +132,9 @@ def speed_job(cfg: Config) -> dict[str, Any]:
 
 
 def jobs(cfg: Config, seeds: tuple[int, ...]) -> dict:
-    out = {"random_return": functools.partial(random_job, cfg), "speed": functools.partial(speed_job, cfg)}
+    out = {"random_return": functools.partial(random_job, cfg)}
+    if cfg.speed_repeats:
+        out["speed"] = functools.partial(speed_job, cfg)
     for budget in cfg.envs:
         for method, rank in cfg.methods:
             c = es_config(cfg, budget, method, rank)
@@ -149,7 +152,8 @@ def combine(cfg: Config, seeds: tuple[int, ...], parts: dict) -> dict:
             label = es_config(cfg, budget, method, rank).label
             runs.setdefault(budget.env_id, {})[label] = parts[f"{slug(budget.env_id)}__{slug(label)}"]
     ppo_runs = {env_id: parts[f"{slug(env_id)}__ppo"] for env_id in cfg.ppo_envs}
-    return {"random_return": parts["random_return"], "runs": runs, "ppo": ppo_runs, "speed": parts["speed"]}
+    return {"random_return": parts["random_return"], "runs": runs, "ppo": ppo_runs, "speed": parts.get("speed"),
+            "machine": machine_load()}
 
 
 def cartpole_states(config: ESConfig, rs: RunState, seed_index: int = 0, steps: int = 200,

@@ -117,14 +117,20 @@ def make_policy(spec: EnvSpec, params: PyTree, noise: PyTree | None, stats: ObsS
     return act
 
 
+#: The budget of a run without one (more steps than an int32 counter reaches).
+NO_BUDGET = 2**31 - 1
+
+
 class RunState(NamedTuple):
     """One seed's run: the strategy's state, observation statistics, base key, the environment
-    steps used so far and whether the budget is spent."""
+    steps used so far, the budget and whether it is spent. (The budget is state, not config,
+    so runs that differ only in budget share one compiled generation.)"""
 
     es: Any  # ESState, or evosax state
     stats: ObsStats
     key: jax.Array
     steps: jax.Array  # int32 scalar
+    budget: jax.Array  # int32 scalar
     done: jax.Array  # bool scalar
 
 
@@ -134,8 +140,9 @@ def episode_keys(key: jax.Array, generation: jax.Array, n: int) -> jax.Array:
 
 
 def make_generation(config: ESConfig) -> tuple[Callable, Callable, Callable, EnvSpec]:
-    """``(init(key) -> RunState, generation(RunState, g) -> (RunState, metrics),
-    final_score(RunState) -> (final_episodes,) returns, spec)``, all pure and vmappable over seeds.
+    """``(init(key, budget) -> RunState, generation(RunState, g) -> (RunState, metrics),
+    final_score(RunState) -> (final_episodes,) returns, spec)``, all pure and vmappable over
+    seeds; ``config.env_steps`` is not used here (the budget is part of the state).
 
     ``metrics``: ``eval_return`` (the mean policy after the generation), ``env_steps``
     (cumulative, this seed), ``fitness_mean``, ``fitness_max``, ``accepted`` (the generation
@@ -143,7 +150,6 @@ def make_generation(config: ESConfig) -> tuple[Callable, Callable, Callable, Env
     """
     env, env_params, spec = make_env(config.env_id)
     T = episode_limit(spec, config.max_steps)
-    budget = config.env_steps
 
     def stats_or_none(stats: ObsStats) -> ObsStats | None:
         return stats if config.obs_norm else None
@@ -194,11 +200,11 @@ def make_generation(config: ESConfig) -> tuple[Callable, Callable, Callable, Env
         def es_mean(state):
             return strat.get_mean(state)
 
-    def init(key):
+    def init(key, budget):
         kp, ke, kr = jax.random.split(key, 3)
         params = init_policy(kp, spec, config.hidden)
         return RunState(new_es_state(ke, params), obs_stats_init(spec.obs_dim), kr,
-                        jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+                        jnp.zeros((), jnp.int32), jnp.asarray(budget, jnp.int32), jnp.zeros((), bool))
 
     def generation(rs: RunState, g):
         keys = episode_keys(jax.random.fold_in(rs.key, 1), g, config.episodes)
@@ -207,11 +213,11 @@ def make_generation(config: ESConfig) -> tuple[Callable, Callable, Callable, Env
         if config.obs_norm:
             new_stats = obs_stats_merge(rs.stats, ros.obs_count.sum(), ros.obs_sum.sum(0), ros.obs_sumsq.sum(0))
         total = rs.steps + ros.lengths.sum()
-        fits = jnp.asarray(True) if budget is None else total <= budget
+        fits = total <= rs.budget
         accept = ~rs.done & fits
         keep = functools.partial(jax.tree_util.tree_map, lambda new, old: jnp.where(accept, new, old))
         out = RunState(keep(new_es, rs.es), keep(new_stats, rs.stats), rs.key,
-                       jnp.where(accept, total, rs.steps), rs.done | ~fits)
+                       jnp.where(accept, total, rs.steps), rs.budget, rs.done | ~fits)
         ev = score(es_mean(out.es), out.stats, jax.random.fold_in(jax.random.fold_in(rs.key, 2), g),
                    config.eval_episodes).mean()
         m = {"eval_return": ev, "env_steps": out.steps, "fitness_mean": fitness.mean(),
@@ -236,12 +242,17 @@ def mean_params(config: ESConfig, rs: RunState) -> PyTree:
 
 
 @functools.lru_cache(maxsize=32)
-def compiled(config: ESConfig, n_seeds: int):
-    """Jitted, seed-vmapped ``init``, ``generation`` and ``final_score`` of a config (cached,
-    so re-running a config, e.g. from a widget, does not compile again)."""
+def _compiled(config: ESConfig):
     init, generation, final_score, spec = make_generation(config)
-    return (jax.jit(jax.vmap(init)), jax.jit(jax.vmap(generation, in_axes=(0, None))),
+    return (jax.jit(jax.vmap(init, in_axes=(0, None))), jax.jit(jax.vmap(generation, in_axes=(0, None))),
             jax.jit(jax.vmap(final_score)), spec)
+
+
+def compiled(config: ESConfig):
+    """Jitted, seed-vmapped ``init(keys, budget)``, ``generation`` and ``final_score`` of a
+    config, cached by everything but its budget and generation count, so re-running a config
+    (a widget, another budget) does not compile again."""
+    return _compiled(dataclasses.replace(config, env_steps=None, generations=1))
 
 
 def train(config: ESConfig, seeds: Sequence[int], *, progress: Callable | None = None) -> tuple[dict[str, Any], RunState]:
@@ -256,8 +267,9 @@ def train(config: ESConfig, seeds: Sequence[int], *, progress: Callable | None =
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must not be empty")
-    init, generation, final_score, _ = compiled(config, len(seeds))
-    rs = init(jax.vmap(jax.random.key)(jnp.asarray(seeds)))
+    init, generation, final_score, _ = compiled(config)
+    budget = NO_BUDGET if config.env_steps is None else config.env_steps
+    rs = init(jax.vmap(jax.random.key)(jnp.asarray(seeds)), jnp.asarray(budget, jnp.int32))
     initial = np.asarray(final_score(rs)).mean(axis=1)
     t0 = time.perf_counter()
     generation.lower(rs, jnp.asarray(0, jnp.int32)).compile()
@@ -291,8 +303,8 @@ def generation_seconds(configs: Sequence[ESConfig], repeats: int = 5) -> list[fl
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     runs = []
     for cfg in configs:
-        init, generation, _, _ = make_generation(dataclasses.replace(cfg, env_steps=None))
-        rs = jax.jit(init)(jax.random.key(0))
+        init, generation, _, _ = make_generation(cfg)
+        rs = jax.jit(init)(jax.random.key(0), NO_BUDGET)
         gen = jax.jit(generation).lower(rs, jnp.asarray(0, jnp.int32)).compile()
         jax.block_until_ready(gen(rs, jnp.asarray(0, jnp.int32)))
         runs.append((gen, rs))

@@ -25,7 +25,7 @@ from lowrank_es.theory.exact import (
 )
 from lowrank_es.theory.moments import characteristic_function, entry_moments, fourth_moment
 from lowrank_es.theory.montecarlo import MCEstimate, mc_gap, mc_gradient, noise_ratio
-from lowrank_es.theory.noise import gaussian_draws, lowrank_draws, lowrank_row_covariances
+from lowrank_es.theory.noise import GAUSSIAN, gaussian_draws, lowrank_draws, lowrank_row_covariances
 from lowrank_es.theory.population import population_mse, population_split
 from lowrank_es.theory.problems import (
     CLOSED_FORM,
@@ -40,7 +40,7 @@ from lowrank_es.theory.slopes import SlopeFit, error_curve, fit_curve, fit_loglo
 from lowrank_es.theory.updates import expected_update_rank, update_rank, update_ranks, update_singular_values
 
 __all__ = [
-    "CLOSED_FORM", "NON_QUADRATIC", "OBJECTIVES", "MCEstimate", "Problem", "SlopeFit",
+    "CLOSED_FORM", "GAUSSIAN", "NON_QUADRATIC", "OBJECTIVES", "MCEstimate", "Problem", "SlopeFit",
     "bump_smoothed_derivative", "characteristic_function", "entry_moments", "error_curve",
     "expected_gradient", "expected_update_rank", "fit_curve", "fit_loglog_slope", "fourth_moment",
     "gaussian_draws", "lowrank_draws", "lowrank_row_covariances", "make_problem", "mc_gap", "mc_gradient",

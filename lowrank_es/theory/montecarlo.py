@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lowrank_es.theory.checks import check_integer_rank, check_positive_int, check_rank, check_sigma
-from lowrank_es.theory.noise import gaussian_draws, lowrank_draws, lowrank_row_covariances
+from lowrank_es.theory.noise import GAUSSIAN, gaussian_draws, lowrank_draws, lowrank_row_covariances
 from lowrank_es.theory.problems import Problem, objective, true_gradient
 
 #: Seed offsets of the two noises, so a low-rank and a Gaussian draw never share a key.
@@ -93,7 +93,8 @@ class MCEstimate:
         return value, se
 
 
-def _run_mc(problem: Problem, sigma: float, rank: int | None, samples: int, seed: int, mode: str, chunk: int):
+def _run_mc(problem: Problem, sigma: float, rank: int | None, samples: int, seed: int, mode: str, chunk: int,
+            generator: str = GAUSSIAN):
     check_sigma(sigma)
     check_rank(rank)
     check_positive_int(samples, "samples", 2)
@@ -115,9 +116,9 @@ def _run_mc(problem: Problem, sigma: float, rank: int | None, samples: int, seed
                 X = gaussian_draws(k_gauss, block, chunk, m, n)
                 C = lowrank_row_covariances(k_low, block, chunk, m, n, rank)
             elif rank is None:
-                X = gaussian_draws(k_gauss, block, chunk, m, n)
+                X = gaussian_draws(k_gauss, block, chunk, m, n, generator)
             else:
-                X = lowrank_draws(k_low, block, chunk, m, n, rank)
+                X = lowrank_draws(k_low, block, chunk, m, n, rank, generator)
             mean_b, sq_b = kernel(*args, X, C)
             means.append(np.asarray(mean_b, np.float64))
             sqs.append(np.asarray(sq_b, np.float64))
@@ -137,16 +138,18 @@ def mc_gradient(
     seed: int = 0,
     control_variate: bool = True,
     chunk: int = 1024,
+    generator: str = GAUSSIAN,
 ) -> MCEstimate:
     """Unbiased float64 Monte Carlo estimate of ``E[f(W + sigma E) E] / sigma``.
 
     Each draw is antithetic, ``(f(W + sigma E) - f(W - sigma E)) / (2 sigma) E``; with
     ``control_variate`` the term ``<grad f(W), E> E`` (whose mean is exactly ``grad f(W)`` for
     both noises, by identity covariance) is subtracted and its mean added back.
-    ``rank=None`` draws Gaussian noise. Returns an :class:`MCEstimate`.
+    ``rank=None`` draws full-rank noise. ``generator``: the optimiser's noise generator
+    (:mod:`lowrank_es.theory.noise`). Returns an :class:`MCEstimate`.
     """
     mode = "cv" if control_variate else "plain"
-    mean, se, total, means, G = _run_mc(problem, sigma, rank, samples, seed, mode, chunk)
+    mean, se, total, means, G = _run_mc(problem, sigma, rank, samples, seed, mode, chunk, generator)
     if control_variate:
         mean, means = mean + G, means + G
     return MCEstimate(mean, se, total, means)
@@ -160,7 +163,7 @@ def mc_gap(
     The Gaussian draw ``Z`` and the low-rank draw share randomness: with ``C = s^2 B B^T`` from
     the optimiser's low-rank noise, ``E = Z C^(1/2)`` has exactly the law of ``s A B^T``, and
     ``E - Z = O(1/sqrt(r))``, so the difference has far less variance than two independent
-    estimates.
+    estimates. The identity needs Gaussian factors, so the draws use the Gaussian generator.
     """
     check_integer_rank(rank)
     mean, se, total, means, _ = _run_mc(problem, sigma, rank, samples, seed, "gap", chunk)
@@ -168,9 +171,11 @@ def mc_gap(
 
 
 def noise_ratio(problem: Problem, sigma: float, rank: int | None, reference: np.ndarray, *, samples: int = 2**14,
-                seed: int = 0) -> float:
-    """``||g_hat - reference||^2 / sum(SE^2)`` of a plain Monte Carlo estimate ``g_hat`` (antithetic,
-    no control variate): about 1 when ``reference`` is the expected gradient and the only
-    difference is Monte Carlo noise; it grows with ``samples`` when there is a real gap."""
-    est = mc_gradient(problem, sigma, rank, samples=samples, seed=seed, control_variate=False)
+                seed: int = 0, control_variate: bool = False, generator: str = GAUSSIAN) -> float:
+    """``||g_hat - reference||^2 / sum(SE^2)`` of a Monte Carlo estimate ``g_hat`` (antithetic; by
+    default without the control variate): about 1 when ``reference`` is the expected gradient
+    and the only difference is Monte Carlo noise; it grows with ``samples`` when there is a
+    real gap."""
+    est = mc_gradient(problem, sigma, rank, samples=samples, seed=seed, control_variate=control_variate,
+                      generator=generator)
     return float(np.sum((est.mean - np.asarray(reference)) ** 2) / np.sum(est.se**2))
