@@ -179,7 +179,7 @@ def test_curves_interpolate_from_the_initial_policy_and_measure_late_gain():
     run = rec["data"]["runs"]["E"]["EGGROLL r=1"]
     grid = np.array([0.0, 50.0, 100.0, 250.0, 300.0])
     np.testing.assert_allclose(rl_analysis.seed_curves(run, grid), [[0, 0.5, 1, 2.5, 3], [0, 1, 2, 5, 6]])
-    # Last quarter (225 -> 300 steps) of the mean curve, normalised by best - random = 4.5.
+    # Last quarter (225 -> 300 steps, the steps used) of the mean curve, normalised by best - random = 4.5.
     gain = rl_analysis.still_moving(rec)["E"]["EGGROLL r=1"]
     assert gain == pytest.approx((4.5 - 0.75 * 4.5) / 4.5)
     assert rl_analysis.steps_used(rec)["E"]["OpenES"] == (300, 300)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lowrank_es.tasks.control import EnvSpec, make_env
+from lowrank_es.tasks.control import EnvSpec, episode_limit, make_env
 
 PyTree = Any
 
@@ -44,6 +44,7 @@ class PPOConfig:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     hidden: tuple[int, ...] = (64, 64)
+    max_steps: int | None = None  # episode cap; None = the environment's limit
 
     def __post_init__(self) -> None:
         for name in ("total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches"):
@@ -186,6 +187,7 @@ def make_train(config: PPOConfig):
     rollout (nan if none), ``env_steps`` (U,).
     """
     env, env_params, spec = make_env(config.env_id)
+    env_params = env_params.replace(max_steps_in_episode=episode_limit(spec, config.max_steps))
     E, T = config.num_envs, config.num_steps
     batch = E * T
     mb = batch // config.num_minibatches

@@ -88,7 +88,7 @@ def ppo_reference(results: dict[str, Any] | None = None) -> Measurement:
     results = _load(results)
     run = results["data"]["ppo"].get("CartPole-v1")
     if run is None:
-        raise ValueError("results must hold a PPO run on CartPole-v1 (config ppo_envs)")
+        raise ValueError("results must hold a PPO run on CartPole-v1 (config ppo)")
     steps = int(run["env_steps"][-1])
     if steps > 500_000:
         raise ValueError(f"the PPO run must use at most 500000 environment steps for this claim, got {steps}")

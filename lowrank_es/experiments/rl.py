@@ -47,9 +47,9 @@ class Config:
     eval_episodes: int = 4
     final_episodes: int = 32
     random_episodes: int = 64
-    # PPO (PureJaxRL's CartPole settings) on these environments, at ppo_steps each.
-    ppo_envs: tuple[str, ...] = ("CartPole-v1",)
-    ppo_steps: int = 500_000
+    # PPO (PureJaxRL's CartPole settings): (environment, steps) pairs, with that environment's
+    # episode cap (CartPole at 500k steps: claim eggroll.rl.ppo_reference).
+    ppo: tuple[tuple[str, int], ...] = (("CartPole-v1", 500_000),)
     # eggroll.rl.speed: one generation of each method, taking turns, at a 2 x 256 network on an
     # environment whose episodes have a fixed length (Pendulum never terminates early).
     speed_env: str = "Pendulum-v1"
@@ -61,14 +61,18 @@ class Config:
 
 SCALES = {
     "quick": Config(envs=(EnvBudget("CartPole-v1", 30_000, 40, 200),), population=32, hidden=(32, 32),
-                    final_episodes=16, random_episodes=32, ppo_envs=(), speed_repeats=0),
+                    final_episodes=16, random_episodes=32, ppo=(), speed_repeats=0),
+    # Budgets: both ES methods clearly above the random policy on every environment, the whole
+    # run about half an hour of CPU time on 2 cores (MinAtar episodes capped: their steps are
+    # the costliest, OpenES's dense per-member matrices most of all at 400-600 inputs).
     "reference": Config(envs=(
-        EnvBudget("CartPole-v1", 250_000, 200),
-        EnvBudget("Acrobot-v1", 400_000, 200),
-        EnvBudget("Pendulum-v1", 1_000_000, 200),
-        EnvBudget("Breakout-MinAtar", 400_000, 200, 500),
-        EnvBudget("SpaceInvaders-MinAtar", 400_000, 200, 500),
-    )),
+        EnvBudget("CartPole-v1", 200_000, 300),
+        EnvBudget("Acrobot-v1", 200_000, 300),
+        EnvBudget("Pendulum-v1", 1_000_000, 100),
+        EnvBudget("Breakout-MinAtar", 100_000, 400, 500),
+        EnvBudget("SpaceInvaders-MinAtar", 100_000, 300, 200),
+    ), ppo=(("CartPole-v1", 500_000), ("Acrobot-v1", 200_000), ("Pendulum-v1", 500_000),
+            ("Breakout-MinAtar", 100_000), ("SpaceInvaders-MinAtar", 100_000))),
 }
 SEEDS = {"quick": 4, "reference": 16}
 
@@ -107,8 +111,8 @@ def es_job_summary(config: ESConfig, curves: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def ppo_job(env_id: str, steps: int, seeds: tuple[int, ...]) -> dict[str, Any]:
-    out = ppo.run(ppo.PPOConfig(env_id=env_id, total_timesteps=steps), seeds)
+def ppo_job(env_id: str, steps: int, max_steps: int | None, seeds: tuple[int, ...]) -> dict[str, Any]:
+    out = ppo.run(ppo.PPOConfig(env_id=env_id, total_timesteps=steps, max_steps=max_steps), seeds)
     every = max(1, len(out["env_steps"]) // 100)  # at most ~100 points per curve in the results file
     return {"env": env_id, "method": "PPO", "env_steps": out["env_steps"][every - 1::every],
             "mean_return": np.round(out["mean_return"][:, every - 1::every], 3),
@@ -139,8 +143,9 @@ def jobs(cfg: Config, seeds: tuple[int, ...]) -> dict:
         for method, rank in cfg.methods:
             c = es_config(cfg, budget, method, rank)
             out[f"{slug(budget.env_id)}__{slug(c.label)}"] = functools.partial(es_job, c, seeds)
-    for env_id in cfg.ppo_envs:
-        out[f"{slug(env_id)}__ppo"] = functools.partial(ppo_job, env_id, cfg.ppo_steps, seeds)
+    caps = {b.env_id: b.max_steps for b in cfg.envs}
+    for env_id, steps in cfg.ppo:
+        out[f"{slug(env_id)}__ppo"] = functools.partial(ppo_job, env_id, steps, caps.get(env_id), seeds)
     return out
 
 
@@ -151,7 +156,7 @@ def combine(cfg: Config, seeds: tuple[int, ...], parts: dict) -> dict:
         for method, rank in cfg.methods:
             label = es_config(cfg, budget, method, rank).label
             runs.setdefault(budget.env_id, {})[label] = parts[f"{slug(budget.env_id)}__{slug(label)}"]
-    ppo_runs = {env_id: parts[f"{slug(env_id)}__ppo"] for env_id in cfg.ppo_envs}
+    ppo_runs = {env_id: parts[f"{slug(env_id)}__ppo"] for env_id, _ in cfg.ppo}
     return {"random_return": parts["random_return"], "runs": runs, "ppo": ppo_runs, "speed": parts.get("speed"),
             "machine": machine_load()}
 

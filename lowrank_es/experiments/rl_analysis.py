@@ -87,14 +87,15 @@ def seed_curves(run: dict, grid: np.ndarray) -> np.ndarray:
 
 
 def still_moving(record: dict, fraction: float = 0.25) -> dict[str, dict[str, float]]:
-    """Change of the seed-mean evaluation return over the last ``fraction`` of the budget, in
-    normalised units (e.g. 0.1 = still gaining a tenth of the random-to-best range)."""
+    """Change of the seed-mean evaluation return over the last ``fraction`` of the steps the
+    seeds used (their median: the budget, less part of a generation), in normalised units
+    (e.g. 0.1 = still gaining a tenth of the random-to-best range)."""
     out = {}
     for env, by in record["data"]["runs"].items():
         out[env] = {}
         for m, run in by.items():
-            budget = run["env_steps_budget"]
-            c = seed_curves(run, np.array([(1 - fraction) * budget, budget])).mean(0)
+            used = float(np.median(run["final_steps"]))
+            c = seed_curves(run, np.array([(1 - fraction) * used, used])).mean(0)
             out[env][m] = float(np.diff(normalise(record, env, c))[0])
     return out
 
@@ -121,7 +122,17 @@ def summary_lines(record: dict) -> list[str]:
             f = arr(p["final_return"])
             lines.append(f"{env:22s} {'PPO':12s} {'':8s} {'':8s} {f.mean():10.1f} {stats.iqm(f):8.1f} "
                          f"{p['env_steps'][-1]:>10.3g}{'':11s} {'':>11s}")
+            if p["env_steps"][-1] > run["env_steps_budget"]:
+                at = ppo_at(record, env, run["env_steps_budget"])
+                lines.append(f"{'':22s} {'PPO at ES budget':16s} {'':4s} {'':8s} {at.mean():10.1f} {stats.iqm(at):8.1f}")
     return lines
+
+
+def ppo_at(record: dict, env: str, steps: float) -> np.ndarray:
+    """PPO's per-seed return at the last logged update within ``steps`` environment steps."""
+    p = record["data"]["ppo"][env]
+    i = int(np.searchsorted(arr(p["env_steps"]), steps, side="right")) - 1
+    return arr(p["mean_return"])[:, max(i, 0)]
 
 
 def parity_lines(record: dict) -> list[str]:
@@ -156,8 +167,10 @@ def plot_env_curves(ax, record: dict, env: str, x: str = "env_steps") -> None:
         ax.fill_between(grid, mu - se, mu + se, alpha=0.2)
     p = record["data"].get("ppo", {}).get(env)
     if p is not None:
-        xs = arr(p["env_steps"]) if x == "env_steps" else arr(p["seconds"])
-        ys = arr(p["mean_return"])
+        # Up to the ES budget (PPO's CartPole run goes on to 500k steps for its own claim).
+        keep = arr(p["env_steps"]) <= max(run["env_steps_budget"] for run in record["data"]["runs"][env].values())
+        xs = (arr(p["env_steps"]) if x == "env_steps" else arr(p["seconds"]))[keep]
+        ys = arr(p["mean_return"])[:, keep]
         with np.errstate(invalid="ignore"):
             mu, se = np.nanmean(ys, 0), np.nanstd(ys, 0) / np.sqrt(len(ys))
         ax.plot(xs, mu, color="0.4", label=f"PPO ({len(ys)} seeds)")
