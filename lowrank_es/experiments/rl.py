@@ -204,7 +204,8 @@ def explore(env_id: str = "CartPole-v1", rank: int = 1, population: int = 32, si
             learning_rate: float = 0.03, env_steps: int = 30_000, seeds: int = 4):
     """Widget view: train one ES configuration (rank 0 = OpenES) on ``env_id`` from the quick
     scale's settings and plot its learning curve; on CartPole also draw the first seed's policy.
-    The defaults are the quick scale's EGGROLL run (already compiled after it)."""
+    The defaults are the quick scale's EGGROLL run (already compiled after it). Returns the
+    figures and a short summary (seed-mean return before and after, environment steps used)."""
     import matplotlib.pyplot as plt
 
     base = SCALES["quick"]
@@ -221,13 +222,15 @@ def explore(env_id: str = "CartPole-v1", rank: int = 1, population: int = 32, si
                  f"final return {np.mean(curves['final_return']):.1f}", fontsize=9)
     ax.legend(fontsize=8)
     figs = [fig]
+    summary = (f"return {np.mean(curves['initial_return']):.1f} -> {np.mean(curves['final_return']):.1f} "
+               f"(mean of {int(seeds)} seeds) in {int(np.mean(curves['final_steps'])):,} environment steps")
     if env_id == "CartPole-v1":
         traj = cartpole_states(cfg, state, seed_index=0, steps=200)
         strip = plot_cartpole_strip(traj)
         strip.suptitle(f"seed 0's policy: max |pole angle| {np.abs(traj[:, 2]).max():.3f} rad over 200 steps",
                        fontsize=9)
         figs.append(strip)
-    return figs
+    return figs, summary
 
 
 def plots(record: dict) -> dict:

@@ -373,23 +373,29 @@ def explore(objective: str = "quartic", sigma: float = 0.3, m: int = 8, n: int =
     """Widget view: relative error of the expected low-rank gradient against rank (exact, or
     Monte Carlo for ``mlp``) with its fitted slope, and the finite-population relative RMSE
     split into bias and variance at ``population`` members (closed-form objectives).
-    Returns the matplotlib figure."""
+    Returns the matplotlib figure and a short summary of the result (the fitted slope and the
+    error at ``r_min``; for closed forms, which term dominates at ``r_min``)."""
     import matplotlib.pyplot as plt
 
     if not (isinstance(r_min, int) and isinstance(r_max, int) and 1 <= r_min < r_max):
         raise ValueError(f"rank range must satisfy 1 <= r_min < r_max, got [{r_min}, {r_max}]")
     problem = theory.make_problem(objective, m, n, seed=seed)
     ranks = np.unique(np.geomspace(r_min, r_max, 7).round().astype(int))
+    summary = []
     fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.8))
     ax = axes[0]
     if objective == "quadratic":
         ax.text(0.5, 0.5, "quadratic: g_r = g_inf exactly at every r", ha="center", transform=ax.transAxes)
+        summary.append("g_r = g_inf at every rank")
     else:
         method = "exact" if objective in theory.CLOSED_FORM else "mc"
         curve = theory.error_curve(problem, sigma, ranks, method=method, samples=samples, seed=seed)
         ax.errorbar(curve["rank"], curve["error"], yerr=curve["se"], fmt="o-", label=method)
+        summary.append(f"error {curve['error'][0]:.3g} at r = {ranks[0]}")
         if (curve["error"] > 0).sum() >= 3:
-            ax.set_title(f"{objective}, σ={sigma:g}, {m}x{n}: slope {theory.fit_curve(curve)}")
+            fit = theory.fit_curve(curve)
+            ax.set_title(f"{objective}, σ={sigma:g}, {m}x{n}: slope {fit}")
+            summary.append(f"slope {fit.slope:.3f}")
         ax.plot(ranks, theory.sqrt_rate_line(ranks, curve["error"][0]), "k:", label="O(1/√r)")
         ax.set(xscale="log", yscale="log")
         ax.legend()
@@ -402,6 +408,7 @@ def explore(objective: str = "quartic", sigma: float = 0.3, m: int = 8, n: int =
         ax.loglog(small, np.sqrt(split["bias2"]) / norm + 1e-300, "o-", label="bias (rank)")
         ax.loglog(small, np.sqrt(split["variance"][:, 0]) / norm, "s-", label=f"noise (N={population})")
         ax.loglog(small, split["rel_rmse"][:, 0], "k--", label="total RMSE")
+        summary.append(f"relative RMSE {split['rel_rmse'][0, 0]:.3g} at r = {small[0]} with N = {population}")
         ax.set_title("finite population: which term dominates")
         ax.legend()
     else:
@@ -409,7 +416,7 @@ def explore(objective: str = "quartic", sigma: float = 0.3, m: int = 8, n: int =
                 ha="center", transform=ax.transAxes)
     ax.set(xlabel="rank r", ylabel="relative error of the N-member estimate")
     fig.tight_layout()
-    return fig
+    return fig, ", ".join(summary)
 
 
 EXPERIMENT = register(Experiment(
