@@ -71,8 +71,9 @@ SCALES = {
         EnvBudget("Pendulum-v1", 1_000_000, 100),
         EnvBudget("Breakout-MinAtar", 100_000, 400, 500),
         EnvBudget("SpaceInvaders-MinAtar", 100_000, 300, 200),
-    ), ppo=(("CartPole-v1", 500_000), ("Acrobot-v1", 200_000), ("Pendulum-v1", 500_000),
-            ("Breakout-MinAtar", 100_000), ("SpaceInvaders-MinAtar", 100_000))),
+    # PPO on the MinAtar games is left out: its jitted run (Breakout-MinAtar, 16 seeds) hung in
+    # XLA's CPU thread pool twice on the 2-core machine (all threads waiting, no CPU used).
+    ), ppo=(("CartPole-v1", 500_000), ("Acrobot-v1", 200_000), ("Pendulum-v1", 500_000))),
 }
 SEEDS = {"quick": 4, "reference": 16}
 
