@@ -179,3 +179,27 @@ def welch_ci(a, b, level: float = 0.95) -> tuple[float, float]:
         return float(a.mean() - b.mean()), 0.0
     dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     return float(a.mean() - b.mean()), float(_st.t.ppf(0.5 + level / 2, dof) * se)
+
+
+def stratified_bootstrap_difference_ci(a, b, statistic: Callable[[np.ndarray], float] = iqm, *, reps: int = 2000,
+                                       alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
+    """Point estimate and percentile ``(1 - alpha)`` CI of ``statistic(a) - statistic(b)``.
+
+    ``a`` and ``b`` are ``(runs, tasks)`` scores of two methods on the same tasks (their run
+    counts may differ); each replicate resamples the runs of each method within each task,
+    independently for the two methods.
+    """
+    x, y = _as_scores(a), _as_scores(b)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"a and b must cover the same tasks, got {x.shape[1]} and {y.shape[1]} columns")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps}")
+    rng = np.random.default_rng(seed)
+    cols = np.arange(x.shape[1])[None, None, :]
+    bx = x[rng.integers(0, x.shape[0], size=(reps, x.shape[0], x.shape[1])), cols]
+    by = y[rng.integers(0, y.shape[0], size=(reps, y.shape[0], y.shape[1])), cols]
+    vals = np.array([statistic(p) - statistic(q) for p, q in zip(bx, by)])
+    lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
+    return float(statistic(x) - statistic(y)), float(lo), float(hi)

@@ -1,10 +1,13 @@
 """The claims registry's mechanics, exercised with the theory claims: judging against a target
-(a deliberately wrong one must be reported as not holding), recording, and the command line."""
+(a deliberately wrong one must be reported as not holding), recording, and the command line.
+The theory claims read the committed reference results of experiment ``theory``."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,17 +15,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lowrank_es import claims, theory
+from lowrank_es import claims, experiments, theory
 from lowrank_es.claims import Target
+from lowrank_es.experiments import theory as theory_exp
 
-KEYS = {"id", "paper", "statement", "measured", "uncertainty", "target", "holds", "device", "seeds", "measured_at"}
-THEORY_IDS = ("eggroll.theory.slope", "eggroll.theory.quadratic_exact", "eggroll.theory.update_rank")
+KEYS = {"id", "paper", "statement", "measured", "uncertainty", "target", "holds", "device", "seeds", "measured_at",
+        "scale"}
+THEORY_IDS = ("eggroll.theory.slope", "eggroll.theory.slope_mlp", "eggroll.theory.quadratic_exact",
+              "eggroll.theory.update_rank")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def copy_reference(figures_dir: Path) -> None:
+    """The committed reference results, where a temporary figures/ makes the measures look."""
+    (figures_dir / "results").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "figures" / "results" / "theory__reference.json", figures_dir / "results")
 
 
 @pytest.fixture()
 def figures(tmp_path, monkeypatch):
     """Send every record to a temporary figures/ so the repository's stays untouched."""
     monkeypatch.setenv("LOWRANK_ES_FIGURES", str(tmp_path))
+    copy_reference(tmp_path)
     return tmp_path
 
 
@@ -36,9 +50,11 @@ def test_theory_claims_are_registered_with_their_notebook():
 def test_slope_claim_holds_and_a_wrong_target_does_not(figures):
     rec = claims.evaluate("eggroll.theory.slope")
     assert KEYS <= set(rec)
-    assert rec["holds"] is True and rec["measured"] == 3.0
+    assert rec["holds"] is True and rec["measured"] == 3.0 and rec["scale"] == "reference"
     for name, d in rec["details"].items():
         assert -1.15 <= d["ci95"][0] <= d["slope"] <= d["ci95"][1] <= -0.85, name
+        assert d["mc_agrees"] and d["mc_max_abs_z"] <= theory_exp.Z_AGREE, name
+        assert d["generator_max_noise_ratio"] <= theory_exp.RATIO_AGREE, name
     # The record is written where LOWRANK_ES_FIGURES points.
     stored = json.loads((figures / "claims" / "eggroll.theory.slope.json").read_text())
     assert stored["measured"] == 3.0 and stored["holds"] is True
@@ -50,32 +66,55 @@ def test_slope_claim_holds_and_a_wrong_target_does_not(figures):
     assert stored["holds"] is True and stored["target"] != ">= 4"
 
 
-def test_slope_claim_rejects_a_square_root_rate(figures):
-    """An objective whose error falls as 1/sqrt(r) is counted out, so three of them fail the claim."""
+def _reference_with(edit) -> dict:
+    rec = copy.deepcopy(experiments.load("theory", "reference"))
+    edit(rec)
+    return rec
+
+
+def test_slope_claims_reject_a_square_root_rate(figures):
+    """Objectives whose error falls as 1/sqrt(r) are counted out, and so is a Monte Carlo that
+    disagrees with its closed form; an MLP slope of -1/2 fails slope_mlp."""
     r = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256])
-    curve = {"rank": r, "error": 0.3 * r**-0.5, "se": np.zeros(len(r))}
-    fit = theory.fit_loglog_slope(curve["rank"], curve["error"])
-    study = {f"sqrt{i}": {"curve": curve, "fit": fit, "method": "exact"} for i in range(3)}
-    rec = claims.evaluate("eggroll.theory.slope", study=study, record=False)
+    sqrt_fit = theory_exp.fit_record(theory.fit_loglog_slope(r, 0.3 * r**-0.5))
+
+    def sqrt_rate(rec):
+        for row in rec["data"]["exact"]:
+            row["fit"] = sqrt_fit
+        for run in rec["data"]["mlp"].values():
+            run["fit"] = sqrt_fit
+
+    rec = claims.evaluate("eggroll.theory.slope", results=_reference_with(sqrt_rate), record=False)
     assert rec["measured"] == 0.0 and rec["holds"] is False
     assert all(not d["inside"] for d in rec["details"].values())
+    mlp = claims.evaluate("eggroll.theory.slope_mlp", results=_reference_with(sqrt_rate), record=False)
+    assert mlp["measured"] == pytest.approx(0.5, abs=1e-9) and mlp["holds"] is False
+
+    def disagree(rec):
+        rec["data"]["overlay"]["cosine"]["z"] = [0.0, 6.0, 0.0]
+
+    rec = claims.evaluate("eggroll.theory.slope", results=_reference_with(disagree), record=False)
+    assert rec["measured"] == 2.0 and not rec["details"]["cosine"]["mc_agrees"]
 
 
 def test_update_rank_claim_and_wrong_target(figures):
-    kwargs = dict(shapes=((8, 6),), ranks=(1, 2), populations=(2, 3, 8))
-    rec = claims.evaluate("eggroll.theory.update_rank", record=False, **kwargs)
+    cfg = theory_exp.Config(rank_shapes=((8, 6),), rank_ranks=(1, 2), rank_populations=(2, 3, 8), figure_shape=(6, 4),
+                            figure_ranks=(1,), figure_populations=(2, 3))
+    results = {"scale": "test", "seeds": [0], "data": {"update_rank": theory_exp.update_rank_job(cfg, 0)}}
+    rec = claims.evaluate("eggroll.theory.update_rank", results=results, record=False)
     assert rec["holds"] is True and rec["measured"] == 1.0 and rec["details"]["misses"] == []
-    wrong = claims.evaluate("eggroll.theory.update_rank", target=Target(high=0.5), **kwargs)
+    wrong = claims.evaluate("eggroll.theory.update_rank", results=results, target=Target(high=0.5))
     assert wrong["holds"] is False
 
 
 def test_quadratic_claim_and_wrong_target(figures):
-    kwargs = dict(ranks=(1,), samples=2**13)
-    rec = claims.evaluate("eggroll.theory.quadratic_exact", record=False, **kwargs)
+    cfg = theory_exp.Config(quadratic_ranks=(1,), quadratic_samples=2**13)
+    results = {"scale": "test", "seeds": [0], "data": {"quadratic": theory_exp.quadratic_job(cfg, 0)}}
+    rec = claims.evaluate("eggroll.theory.quadratic_exact", results=results, record=False)
     assert rec["holds"] is True
     # The positive control shows the test has power: the quartic's O(1/r) gap is far above noise.
     assert rec["details"]["quartic_rank1_noise_ratio"] > 5.0
-    wrong = claims.evaluate("eggroll.theory.quadratic_exact", target=Target(low=3.0), **kwargs)
+    wrong = claims.evaluate("eggroll.theory.quadratic_exact", results=results, target=Target(low=3.0))
     assert wrong["holds"] is False and wrong["measured"] == rec["measured"]
 
 
@@ -87,6 +126,7 @@ def test_non_finite_measurement_does_not_hold():
 
 def test_cli_writes_json_list(tmp_path):
     out = tmp_path / "claims.json"
+    copy_reference(tmp_path / "figures")
     env = {**os.environ, "LOWRANK_ES_FIGURES": str(tmp_path / "figures")}
     proc = subprocess.run(
         [sys.executable, "-m", "lowrank_es", "claims", "--only", "eggroll.theory", "--json", str(out)],

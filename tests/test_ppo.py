@@ -6,7 +6,7 @@ import pytest
 from scipy import stats as st
 
 from lowrank_es.baselines import ppo
-from lowrank_es.rl import EnvSpec
+from lowrank_es.tasks.control import EnvSpec
 
 
 def test_clipped_surrogate_hand_example():
@@ -72,3 +72,16 @@ def test_config_validation():
     with pytest.raises(ValueError, match="gamma"):
         ppo.PPOConfig(gamma=1.5)
     assert ppo.PPOConfig(total_timesteps=500_000).num_updates == 976
+
+
+def test_carry_forward_fills_updates_without_finished_episodes():
+    x = np.array([[np.nan, 1.0, np.nan, np.nan, 3.0], [2.0, np.nan, 5.0, np.nan, np.nan]])
+    np.testing.assert_array_equal(ppo.carry_forward(x), [[np.nan, 1.0, 1.0, 1.0, 3.0], [2.0, 2.0, 5.0, 5.0, 5.0]])
+
+
+def test_run_is_vmapped_over_seeds_and_deterministic():
+    cfg = ppo.PPOConfig(total_timesteps=4 * 32 * 3, num_steps=32, update_epochs=1, num_minibatches=1, hidden=(8,))
+    a, b = ppo.run(cfg, [0, 1]), ppo.run(cfg, [0, 1])
+    assert a["mean_return"].shape == (2, 3) and list(a["env_steps"]) == [128, 256, 384]
+    np.testing.assert_array_equal(a["mean_return"], b["mean_return"])
+    assert not np.array_equal(a["mean_return"][0], a["mean_return"][1])  # seeds differ

@@ -1,14 +1,19 @@
-"""The ES rollout against manual gymnax stepping, the factored forward against materialised
-members, observation statistics against numpy, and OpenES against evosax's Open_ES."""
+"""The control tasks and the ES loop on them: rollouts against manual gymnax stepping, the
+factored forward against materialised members, observation statistics against numpy, the
+environment-step budget against an unbudgeted run, OpenES against evosax's Open_ES, and the
+experiment's scores against hand-made records."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lowrank_es import rl, stats
+from lowrank_es import stats
 from lowrank_es.es.eggroll import EGGROLL
+from lowrank_es.experiments import rl_analysis
 from lowrank_es.models.mlp import mlp_apply
+from lowrank_es.tasks import control as rl
+from lowrank_es.tasks import control_es
 
 
 def manual_episode(env, params, key, action, max_steps):
@@ -85,7 +90,7 @@ def test_obs_stats_merge_matches_numpy():
 @pytest.mark.parametrize("rank", [2, None])
 def test_factored_member_policy_equals_materialised(rank):
     _, _, spec = rl.make_env("CartPole-v1")
-    params = rl.init_policy(jax.random.key(0), spec, (8, 8))
+    params = control_es.init_policy(jax.random.key(0), spec, (8, 8))
     es = EGGROLL(sigma=0.3, population=4, rank=rank, clip_rank=True)
     state = es.init(jax.random.key(1), params)
     obs = jax.random.normal(jax.random.key(2), (5, 4))
@@ -97,34 +102,84 @@ def test_factored_member_policy_equals_materialised(rank):
 
 def test_config_validation():
     with pytest.raises(ValueError, match="method"):
-        rl.ESConfig(method="cmaes")
+        control_es.ESConfig(method="cmaes")
     with pytest.raises(ValueError, match="population"):
-        rl.ESConfig(population=7)
+        control_es.ESConfig(population=7)
+    with pytest.raises(ValueError, match="env_steps"):
+        control_es.ESConfig(env_steps=0)
     with pytest.raises(ValueError, match="env_id"):
         rl.make_env("NoSuchEnv-v0")
+    with pytest.raises(ValueError, match="max_steps"):
+        rl.episode_limit(rl.make_env("CartPole-v1")[2], 0)
+
+
+SMALL = dict(env_id="CartPole-v1", population=8, sigma=0.1, learning_rate=0.05, max_steps=60, hidden=(8,),
+             eval_episodes=2, final_episodes=4)
+
+
+def test_budget_truncates_an_unbudgeted_run_at_the_last_generation_that_fits():
+    """A seed with a budget follows the unbudgeted run exactly, then stops before the first
+    generation that would take it past the budget."""
+    free, _ = control_es.train(control_es.ESConfig(generations=8, **SMALL), [0, 1, 2])
+    budget = int(np.median(free["env_steps"][:, 4]))
+    capped, _ = control_es.train(control_es.ESConfig(generations=8, env_steps=budget, **SMALL), [0, 1, 2])
+    fit = (free["env_steps"] <= budget).sum(axis=1)  # generations that fit, per seed
+    # The loop stops after the first generation at which every seed is past its budget.
+    assert capped["accepted"].shape[1] == min(8, fit.max() + 1)
+    for s, k in enumerate(fit):
+        assert capped["generations_used"][s] == k
+        assert capped["final_steps"][s] == (free["env_steps"][s, k - 1] if k else 0) <= budget
+        np.testing.assert_array_equal(capped["accepted"][s], np.arange(capped["accepted"].shape[1]) < k)
+        np.testing.assert_allclose(capped["eval_return"][s, :k], free["eval_return"][s, :k])
+    # The per-generation step count is the members' episode lengths: at most N * T.
+    assert np.all(np.diff(free["env_steps"], axis=1) <= 8 * 60)
 
 
 def test_openes_matches_evosax_open_es():
     """Same task, budget and seeds: final returns indistinguishable (Mann-Whitney, alpha 0.05),
     and both improve on the initial policy."""
     common = dict(env_id="CartPole-v1", rank=None, population=16, sigma=0.1, learning_rate=0.05, generations=6,
-                  max_steps=200, hidden=(16,), eval_episodes=4, seeds=6)
-    ours, _ = rl.train(rl.ESConfig(method="openes", **common))
-    ref, _ = rl.train(rl.ESConfig(method="openes_evosax", **common))
-    a = rl.final_returns(ours, "CartPole-v1", "OpenES")
-    b = rl.final_returns(ref, "CartPole-v1", "OpenES (evosax)")
-    first = np.array([r["eval_return"] for r in ours if r["generation"] == 1])
+                  max_steps=200, hidden=(16,), eval_episodes=4, final_episodes=8)
+    ours, _ = control_es.train(control_es.ESConfig(method="openes", **common), range(6))
+    ref, _ = control_es.train(control_es.ESConfig(method="openes_evosax", **common), range(6))
+    a, b = ours["final_return"], ref["final_return"]
     assert stats.indistinguishable(a, b, alpha=0.05)["same"], (a, b)
-    assert a.mean() > first.mean() and b.mean() > first.mean()
+    assert a.mean() > ours["initial_return"].mean() and b.mean() > ref["initial_return"].mean()
 
 
-def test_tidy_table_helpers_on_synthetic_rows():
-    rows = [{"env": "E", "method": "M", "seed": s, "generation": g, "env_steps": 10 * g, "seconds": 0.5 * g,
-             "eval_return": float(g * (s + 1))} for s in range(2) for g in range(1, 5)]
-    np.testing.assert_array_equal(rl.final_returns(rows, "E", "M"), [4.0, 8.0])
-    np.testing.assert_array_equal(rl.final_returns(rows, "E", "M", last=2), [3.5, 7.0])
-    # seed-mean returns per generation: 1.5, 3, 4.5, 6 -> first >= 4 at generation 3
-    assert rl.time_to_threshold(rows, "E", "M", 4.0) == (30.0, 1.5)
-    assert rl.time_to_threshold(rows, "E", "M", 100.0) == (None, None)
-    with pytest.raises(ValueError, match="no rows"):
-        rl.final_returns(rows, "E", "other")
+def synthetic_record(a_final, b_final, random=0.0):
+    """A results record of the rl experiment with one environment and two methods."""
+    def run(final):
+        final = np.asarray(final, float)
+        steps = np.array([[100, 200, 300, 300]] * len(final))
+        ret = np.column_stack([final / 3, 2 * final / 3, final, np.full(len(final), np.nan)])
+        return {"env_steps_budget": 300, "final_return": final, "initial_return": np.zeros(len(final)),
+                "eval_return": ret, "env_steps": steps, "final_steps": steps[:, -1],
+                "generations_used": np.full(len(final), 3)}
+
+    return {"scale": "test", "data": {"random_return": {"E": random}, "ppo": {},
+                                      "runs": {"E": {"EGGROLL r=1": run(a_final), "OpenES": run(b_final)}}}}
+
+
+def test_parity_table_normalises_by_the_better_es_method_and_matches_welch():
+    a = np.array([8.0, 9.0, 10.0, 11.0, 12.0])
+    b = np.array([9.5, 10.0, 10.5, 11.0, 9.0])
+    rec = synthetic_record(a, b, random=2.0)
+    row = rl_analysis.parity_table(rec)["E"]
+    best = max(a.mean(), b.mean())
+    ref = stats.non_inferiority((a - 2) / (best - 2), (b - 2) / (best - 2), 0.10, 0.05)
+    assert row["best"] == best and row["diff"] == pytest.approx(ref["diff"])
+    assert row["non_inferior"] == ref["non_inferior"] and row["p_value"] == pytest.approx(ref["p_value"])
+    clear = rl_analysis.parity_table(synthetic_record(b + 5, b, random=2.0))["E"]
+    assert clear["non_inferior"] and clear["diff"] > 0
+
+
+def test_curves_interpolate_from_the_initial_policy_and_measure_late_gain():
+    rec = synthetic_record([3.0, 6.0], [3.0, 3.0])
+    run = rec["data"]["runs"]["E"]["EGGROLL r=1"]
+    grid = np.array([0.0, 50.0, 100.0, 250.0, 300.0])
+    np.testing.assert_allclose(rl_analysis.seed_curves(run, grid), [[0, 0.5, 1, 2.5, 3], [0, 1, 2, 5, 6]])
+    # Last quarter (225 -> 300 steps, the steps used) of the mean curve, normalised by best - random = 4.5.
+    gain = rl_analysis.still_moving(rec)["E"]["EGGROLL r=1"]
+    assert gain == pytest.approx((4.5 - 0.75 * 4.5) / 4.5)
+    assert rl_analysis.steps_used(rec)["E"]["OpenES"] == (300, 300)

@@ -87,3 +87,25 @@ def test_fraction_se_is_the_smoothed_binomial_se_and_never_zero():
     assert stats.fraction_se([False] * 50) > 0
     with pytest.raises(ValueError, match="at least one seed"):
         stats.fraction_se([])
+
+
+def test_difference_ci_single_task_matches_scipy_two_sample_bootstrap():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(1.0, 2.0, size=25), rng.normal(0.2, 1.0, size=18)
+    point, lo, hi = stats.stratified_bootstrap_difference_ci(a, b, np.mean, reps=20000, seed=1)
+    ref = st.bootstrap((a, b), lambda x, y: np.mean(x) - np.mean(y), n_resamples=20000, method="percentile",
+                       vectorized=False, random_state=np.random.default_rng(2)).confidence_interval
+    width = ref.high - ref.low
+    assert point == pytest.approx(a.mean() - b.mean())
+    assert lo == pytest.approx(ref.low, abs=0.03 * width)
+    assert hi == pytest.approx(ref.high, abs=0.03 * width)
+
+
+def test_difference_ci_is_stratified_and_checks_tasks():
+    # Constant tasks: resampling within a task changes nothing, so the interval is a point.
+    a = np.column_stack([np.zeros(4), np.full(4, 2.0)])
+    b = np.column_stack([np.ones(6), np.ones(6)])
+    point, lo, hi = stats.stratified_bootstrap_difference_ci(a, b, np.mean, reps=300)
+    assert point == lo == hi == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="same tasks"):
+        stats.stratified_bootstrap_difference_ci(a, np.ones((3, 3)))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lowrank_es import theory
+from lowrank_es.es import eggroll
 from lowrank_es.es.eggroll import EGGROLL
 
 SIGMA = 0.5
@@ -55,10 +56,14 @@ def test_closed_forms_match_float64_monte_carlo(name):
     problem = theory.make_problem(name, 4, 3, seed=1)
     for rank in (1, 3, None):
         exact = theory.expected_gradient(problem, SIGMA, rank)
-        est = theory.mc_gradient(problem, SIGMA, rank, samples=2**14, seed=5)
-        z = _z(est, exact)
-        assert np.max(np.abs(z)) < Z_MAX, (rank, z)
-        assert np.mean(z**2) < Z2_MEAN_MAX, (rank, np.mean(z**2))
+        # Three independent estimates: at rank 1 the per-draw terms are heavy-tailed (products
+        # of normals), so one estimate's 12 correlated z-scores fluctuate too much on their own.
+        z2 = []
+        for seed in (5, 6, 7):
+            z = _z(theory.mc_gradient(problem, SIGMA, rank, samples=2**13, seed=seed), exact)
+            assert np.max(np.abs(z)) < Z_MAX, (rank, z)
+            z2.append(np.mean(z**2))
+        assert np.mean(z2) < Z2_MEAN_MAX, (rank, z2)
     # The coupled gap estimator is unbiased for g_r - g_inf, and resolves it.
     gap_exact = theory.expected_gradient(problem, SIGMA, 2) - theory.expected_gradient(problem, SIGMA, None)
     gap = theory.mc_gap(problem, SIGMA, 2, samples=2**14, seed=6)
@@ -206,3 +211,34 @@ def test_bad_input_raises_value_error():
         theory.fit_loglog_slope([1, 2], [1, 2])
     with pytest.raises(ValueError, match="populations"):
         theory.population_split(problem, 0.1, [1], [3])
+
+
+def _without_inverse_sqrt_rank(pair_noise):
+    """EGGROLL.pair_noise with the 1/sqrt(r) taken out of every low-rank scale (a broken optimiser)."""
+
+    def broken(self, state, pair):
+        noise = pair_noise(self, state, pair)
+        return jax.tree_util.tree_map(
+            lambda n: n._replace(scale=n.scale * jnp.sqrt(jnp.asarray(n.A.shape[-1], n.scale.dtype)))
+            if isinstance(n, eggroll.LowRank) else n, noise, is_leaf=lambda n: isinstance(n, (eggroll.LowRank, eggroll.Dense)))
+
+    return broken
+
+
+def test_estimators_take_the_scale_from_the_optimiser(monkeypatch):
+    """The Monte Carlo draws its perturbations from EGGROLL.member_noise and scales them by the
+    noise's own LowRank.scale: with the optimiser as it is, rank-4 entries have variance 1 and
+    the quadratic's low-rank gradient is the true gradient; with the 1/sqrt(r) removed from the
+    optimiser, the same estimators see entries of variance r and a gradient r times too large,
+    so the claims built on them (eggroll.theory.quadratic_exact, slope, slope_mlp) fail."""
+    quad = theory.make_problem("quadratic", 4, 4, seed=3)
+    grad = theory.true_gradient(quad)
+    # Shapes and draw counts used nowhere else, so no compiled sampler is shared with other tests.
+    good_m2 = theory.entry_moments(4, draws=4099, seed=1)["m2"]
+    good_ratio = theory.noise_ratio(quad, 0.5, 4, grad, samples=3 * 1021, seed=2)
+    assert abs(good_m2 - 1.0) < 0.1 and 0.2 < good_ratio < 3.0
+    monkeypatch.setattr(eggroll.EGGROLL, "pair_noise", _without_inverse_sqrt_rank(eggroll.EGGROLL.pair_noise))
+    bad_m2 = theory.entry_moments(4, draws=4097, seed=1)["m2"]
+    bad_ratio = theory.noise_ratio(quad, 0.5, 4, grad, samples=3 * 1019, seed=2)
+    assert abs(bad_m2 - 4.0) < 0.4
+    assert bad_ratio > 10.0, bad_ratio  # the claim holds only up to 2

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lowrank_es.rl import EnvSpec, make_env
+from lowrank_es.tasks.control import EnvSpec, episode_limit, make_env
 
 PyTree = Any
 
@@ -44,11 +44,10 @@ class PPOConfig:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     hidden: tuple[int, ...] = (64, 64)
-    seeds: int = 5
-    seed0: int = 0
+    max_steps: int | None = None  # episode cap; None = the environment's limit
 
     def __post_init__(self) -> None:
-        for name in ("total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches", "seeds"):
+        for name in ("total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
@@ -188,6 +187,7 @@ def make_train(config: PPOConfig):
     rollout (nan if none), ``env_steps`` (U,).
     """
     env, env_params, spec = make_env(config.env_id)
+    env_params = env_params.replace(max_steps_in_episode=episode_limit(spec, config.max_steps))
     E, T = config.num_envs, config.num_steps
     batch = E * T
     mb = batch // config.num_minibatches
@@ -280,12 +280,28 @@ def make_train(config: PPOConfig):
     return train
 
 
-def run(config: PPOConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Train ``config.seeds`` seeds (vmapped) and return tidy rows (one per seed x update)
-    and the output. ``seconds`` spreads the measured run time (compile excluded) evenly over
-    updates, since the whole run is one compiled scan."""
+def carry_forward(x: np.ndarray) -> np.ndarray:
+    """Replace each NaN by the last finite value before it along the last axis (NaN until the first)."""
+    x = np.array(x, dtype=float)
+    for t in range(1, x.shape[-1]):
+        x[..., t] = np.where(np.isfinite(x[..., t]), x[..., t], x[..., t - 1])
+    return x
+
+
+def run(config: PPOConfig, seeds: Sequence[int]) -> dict[str, Any]:
+    """Train ``seeds`` (vmapped, one compiled program) and summarise the runs.
+
+    Returns ``mean_return`` (S, U): the mean return of the episodes finished during each
+    update's rollout, carried forward over updates where none finished; ``env_steps`` (U,);
+    ``final_return`` (S,), the last of those; ``seconds`` (U,), the measured run time (compile
+    excluded) spread evenly over updates, since the whole run is one compiled scan; and
+    ``compile_seconds``.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must not be empty")
     train = jax.jit(jax.vmap(make_train(config)))
-    keys = jax.vmap(jax.random.key)(jnp.arange(config.seed0, config.seed0 + config.seeds))
+    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
     t0 = time.perf_counter()
     compiled = train.lower(keys).compile()
     compile_s = time.perf_counter() - t0
@@ -293,47 +309,7 @@ def run(config: PPOConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     out = jax.block_until_ready(compiled(keys))
     run_s = time.perf_counter() - t0
     m = jax.tree_util.tree_map(np.asarray, out["metrics"])
+    ret = carry_forward(m["mean_return"])
     U = config.num_updates
-    rows = []
-    for s in range(config.seeds):
-        last = np.nan
-        for u in range(U):
-            r = m["mean_return"][s, u]
-            last = r if np.isfinite(r) else last  # carry the last finished episode's mean forward
-            rows.append({"env": config.env_id, "method": "PPO", "seed": config.seed0 + s, "generation": u + 1,
-                         "env_steps": int(m["env_steps"][s, u]), "seconds": run_s * (u + 1) / U,
-                         "eval_return": float(last), "compile_seconds": compile_s})
-    return rows, out
-
-
-def main(argv=None) -> None:
-    import argparse
-    import json
-    from pathlib import Path
-
-    ap = argparse.ArgumentParser(description="PPO reference runs of notebooks/03_rl.ipynb")
-    ap.add_argument("--out", default="figures/03_rl__ppo_results.json")
-    ap.add_argument("--envs", default="CartPole-v1,Acrobot-v1,Pendulum-v1,Breakout-MinAtar,SpaceInvaders-MinAtar")
-    ap.add_argument("--steps", default="500000")
-    ap.add_argument("--seeds", type=int, default=5)
-    args = ap.parse_args(argv)
-    envs = args.envs.split(",")
-    steps = [int(s) for s in args.steps.split(",")]
-    if len(steps) == 1:
-        steps = steps * len(envs)
-    out = Path(args.out)
-    data = json.loads(out.read_text()) if out.exists() else {"meta": {"configs": []}, "rows": []}
-    for env_id, n in zip(envs, steps):
-        cfg = PPOConfig(env_id=env_id, total_timesteps=n, seeds=args.seeds)
-        t = time.perf_counter()
-        rows, _ = run(cfg)
-        data["rows"] = [r for r in data["rows"] if r["env"] != env_id] + rows
-        data["meta"]["configs"] = [c for c in data["meta"]["configs"] if c["config"]["env_id"] != env_id]
-        data["meta"]["configs"].append({"config": dataclasses.asdict(cfg), "wall_seconds": time.perf_counter() - t})
-        out.write_text(json.dumps(data, indent=0) + "\n")
-        fin = [r["eval_return"] for r in rows if r["generation"] == cfg.num_updates]
-        print(f"PPO {env_id:22s} {n} steps final {np.round(fin, 1)} ({time.perf_counter() - t:.1f} s)", flush=True)
-
-
-if __name__ == "__main__":
-    main()
+    return {"mean_return": ret, "env_steps": m["env_steps"][0], "final_return": ret[:, -1],
+            "seconds": run_s * np.arange(1, U + 1) / U, "compile_seconds": compile_s, "seeds": np.asarray(seeds)}

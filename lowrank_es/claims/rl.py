@@ -1,4 +1,8 @@
-"""Claims of EGGROLL's tabula-rasa RL experiments (notebooks/03_rl.ipynb)."""
+"""Claims of EGGROLL's tabula-rasa RL experiments (notebook ``03_rl``).
+
+Each measure reads a results record of experiment ``rl`` (default: the committed reference,
+``figures/results/rl__reference.json``).
+"""
 
 from __future__ import annotations
 
@@ -6,73 +10,69 @@ from typing import Any
 
 import numpy as np
 
+from lowrank_es import experiments
 from lowrank_es.claims.registry import Measurement, Target, register
-
-PARITY_MARGIN = 0.10  # of the random-to-best return range
-PARITY_ALPHA = 0.05
+from lowrank_es.experiments.rl_analysis import PARITY_ALPHA, PARITY_MARGIN, aggregate, parity_table, still_moving, steps_used
 
 
-def parity_table(finals: dict[str, dict[str, Any]], random: dict[str, float], margin: float = PARITY_MARGIN,
-                 alpha: float = PARITY_ALPHA, a: str = "EGGROLL r=1", b: str = "OpenES") -> dict[str, dict[str, Any]]:
-    """Per environment: normalise each seed's final return to ``(R - random) / (best - random)``
-    (``best`` = the highest mean final return of any method on that environment) and run the
-    one-sided Welch non-inferiority test of ``a`` against ``b`` with the given margin."""
-    from lowrank_es import stats
+def _load(results: dict[str, Any] | None) -> dict[str, Any]:
+    return results if results is not None else experiments.load("rl", "reference")
 
-    out = {}
-    for env, by_method in finals.items():
-        if a not in by_method or b not in by_method:
-            raise ValueError(f"finals[{env!r}] must contain methods {a!r} and {b!r}, got {sorted(by_method)}")
-        best = max(float(np.mean(v)) for v in by_method.values())
-        na = stats.normalise(by_method[a], random[env], best)
-        nb = stats.normalise(by_method[b], random[env], best)
-        res = stats.non_inferiority(na, nb, margin, alpha)
-        out[env] = {**res, "best": best, "random": float(random[env]), "n_a": len(na), "n_b": len(nb)}
-    return out
+
+def _where(results: dict[str, Any]) -> dict[str, Any]:
+    return {"scale": results["scale"], "device": results.get("device")}
+
+
+def _round(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
 @register(
     "eggroll.rl.parity",
     paper="EGGROLL",
-    statement="EGGROLL (rank 1) is non-inferior to full-rank OpenES in tabula-rasa RL (same network, "
-              "population and environment-step budget): one-sided Welch test at alpha = 0.05 with a margin of "
-              "10% of the random-to-best return range, on at least 4 of 5 gymnax environments.",
+    statement="EGGROLL (rank 1) is non-inferior to full-rank OpenES in tabula-rasa RL on gymnax: same network, "
+              "population, sigma, Adam step and seeds, and the same budget of environment steps per seed (a seed "
+              "stops at the last generation that fits in the budget); one-sided Welch test on final returns of the "
+              "mean policy at alpha = 0.05 with a margin of 10% of the random-to-best return range, on at least "
+              "4 of 5 environments.",
     target=Target(low=4, text="environments where EGGROLL r=1 is non-inferior >= 4 (of 5)"),
     quick=False,
     notebook="03_rl",
 )
-def parity(finals: dict[str, dict[str, Any]] | None = None, random: dict[str, float] | None = None) -> Measurement:
-    if finals is None or random is None:
-        raise ValueError("finals and random are required: per-env per-method final returns and random returns")
-    table = parity_table(finals, random)
+def parity(results: dict[str, Any] | None = None) -> Measurement:
+    results = _load(results)
+    table = parity_table(results)
     n = sum(r["non_inferior"] for r in table.values())
     seeds = min(min(r["n_a"], r["n_b"]) for r in table.values())
-    return Measurement(measured=float(n), seeds=seeds,
-                       details={"environments": len(table), "margin": PARITY_MARGIN, "alpha": PARITY_ALPHA,
-                                "per_env": {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv)
-                                                for kk, vv in v.items()} for k, v in table.items()}})
+    agg = aggregate(results)
+    return Measurement(
+        measured=float(n), seeds=seeds,
+        details={"environments": len(table), "margin": PARITY_MARGIN, "alpha": PARITY_ALPHA,
+                 "per_env": {k: _round(v) for k, v in table.items()},
+                 "iqm_normalised": {m: [round(x, 4) for x in v] for m, v in agg.items()},
+                 "last_quarter_gain": {e: {m: round(x, 4) for m, x in v.items()} for e, v in still_moving(results).items()},
+                 "steps_used": steps_used(results)},
+        **_where(results),
+    )
 
 
 @register(
     "eggroll.rl.speed",
     paper="EGGROLL",
     statement="One ES generation of EGGROLL (rank 1) takes less wall-clock time than one of full-rank OpenES "
-              "at the default policy network (2 hidden layers of 256), same population and episodes, "
-              "measured side by side in one run on this CPU (no GPU was available).",
+              "at a policy network of 2 hidden layers of 256 (population 64, one 100-step Pendulum-v1 episode per "
+              "member), the two timed side by side in one run, taking turns.",
     target=Target(high=1.0, text="EGGROLL / OpenES generation time < 1"),
     quick=False,
     notebook="03_rl",
 )
-def speed(env_id: str = "CartPole-v1", population: int = 64, max_steps: int = 100, repeats: int = 3,
-          hidden: tuple[int, ...] = (256, 256)) -> Measurement:
-    from lowrank_es.rl import ESConfig, generation_seconds
-
-    common = dict(env_id=env_id, population=population, max_steps=max_steps, hidden=hidden, seeds=1)
-    t_e = generation_seconds(ESConfig(method="eggroll", rank=1, **common), repeats)
-    t_o = generation_seconds(ESConfig(method="openes", rank=None, **common), repeats)
-    return Measurement(measured=t_e / t_o, seeds=1,
-                       details={"eggroll_s": t_e, "openes_s": t_o, "env": env_id, "population": population,
-                                "max_steps": max_steps, "hidden": list(hidden), "repeats": repeats})
+def speed(results: dict[str, Any] | None = None) -> Measurement:
+    results = _load(results)
+    s = results["data"]["speed"]
+    return Measurement(measured=float(s["ratio"]), seeds=1,
+                       details={k: s[k] for k in ("eggroll_s", "openes_s", "env", "population", "max_steps",
+                                                  "hidden", "repeats")},
+                       **_where(results))
 
 
 @register(
@@ -84,11 +84,16 @@ def speed(env_id: str = "CartPole-v1", population: int = 64, max_steps: int = 10
     quick=False,
     notebook="03_rl",
 )
-def ppo_reference(final_returns=None, env_steps: int | None = None) -> Measurement:
-    if final_returns is None:
-        raise ValueError("final_returns (one per seed) is required")
-    x = np.asarray(final_returns, dtype=float)
-    if env_steps is not None and env_steps > 500_000:
-        raise ValueError(f"env_steps must be <= 500000 for this claim, got {env_steps}")
-    return Measurement(measured=float(x.mean()), uncertainty=float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1
-                       else None, seeds=int(x.size), details={"per_seed": x.round(1).tolist(), "env_steps": env_steps})
+def ppo_reference(results: dict[str, Any] | None = None) -> Measurement:
+    results = _load(results)
+    run = results["data"]["ppo"].get("CartPole-v1")
+    if run is None:
+        raise ValueError("results must hold a PPO run on CartPole-v1 (config ppo)")
+    steps = int(run["env_steps"][-1])
+    if steps > 500_000:
+        raise ValueError(f"the PPO run must use at most 500000 environment steps for this claim, got {steps}")
+    x = np.asarray(run["final_return"], dtype=float)
+    return Measurement(measured=float(x.mean()),
+                       uncertainty=float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else None,
+                       seeds=int(x.size), details={"per_seed": x.round(1).tolist(), "env_steps": steps},
+                       **_where(results))
