@@ -89,7 +89,7 @@ def plots(record: dict) -> dict:
 
     fig, ax = plt.subplots()
     plot_curves(ax, record)
-    ax.set_title(f"Regression, {record['scale']} scale: rank-1 EGGROLL fits as well as OpenES")
+    ax.set_title(f"Regression, {record['scale']} scale: EGGROLL and OpenES cut the MSE by over 6 orders")
     return {"regression": fig}
 
 
