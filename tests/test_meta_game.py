@@ -20,7 +20,7 @@ R1 = np.array([-1.0, -3.0, 0.0, -2.0])
 R2 = np.array([-1.0, 0.0, -3.0, -2.0])
 
 
-def series_values(p1, p2, gamma=GAMMA, terms=3000):
+def series_values(p1, p2, gamma=GAMMA, terms=1000):
     """float64 sum_t gamma^t d_t r, with d_t the joint-action distribution after t steps,
     built from the IPD's rules directly (player 2 sees the swapped state)."""
     p1, p2 = np.asarray(p1, np.float64), np.asarray(p2, np.float64)
@@ -129,15 +129,19 @@ def test_selfplay_swapping_players_swaps_rewards_and_follows_a_plain_loop():
         np.testing.assert_allclose(ab.rewards[t], mg.rewards_per_step(a, b), atol=1e-5)
 
 
-def test_naive_learner_baseline_matches_simulation():
-    cfg = mg.MetaGameConfig(meta_steps=6)
+def test_naive_learner_baseline_follows_finite_difference_steps():
+    """Both seats learn simultaneously with float64 finite-difference gradients."""
+    cfg = mg.MetaGameConfig(meta_steps=3)
     key = jax.random.PRNGKey(6)
-    tr = mg.learner_rollout("naive", key, 3, cfg)
-    s0 = mg.reset(key, 3, cfg)
-    me0 = jnp.log(s0.obs[:, :5]) - jnp.log1p(-s0.obs[:, :5])
-    d = functools.partial(naive.direction, cfg=common.ExactConfig())
-    t1, t2 = common.simulate_exact(d, d, me0, s0.opponent, 1.0, 6)
-    np.testing.assert_allclose(tr.rewards, jnp.swapaxes(mg.rewards_per_step(t1[:, :6], t2[:, :6]), 0, 1), atol=1e-4)
+    tr = mg.learner_rollout("naive", key, 1, cfg, lr=0.5)
+    s0 = mg.reset(key, 1, cfg)
+    me = np.log(np.asarray(s0.obs[0, :5], np.float64)) - np.log1p(-np.asarray(s0.obs[0, :5], np.float64))
+    opp = np.asarray(s0.opponent[0], np.float64)
+    for t in range(3):
+        np.testing.assert_allclose(tr.rewards[t, 0], (1 - GAMMA) * series_values(sigmoid(me), sigmoid(opp)), atol=1e-4)
+        g_me = fd_grad(lambda x: series_values(sigmoid(x), sigmoid(opp))[0], me)
+        g_opp = fd_grad(lambda x: series_values(sigmoid(me), sigmoid(x))[1], opp)
+        me, opp = me + 0.5 * g_me, opp + 1.0 * g_opp
 
 
 def long_run_rewards(p1, p2):

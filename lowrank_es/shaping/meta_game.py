@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from lowrank_es.games import ipd
 from lowrank_es.shaping import lola, naive
-from lowrank_es.shaping.common import ExactConfig, policy
+from lowrank_es.shaping.common import ExactConfig, policy, simulate_exact
 
 OPPONENTS = ("naive", "lola")
 OBS_DIM = 10
@@ -99,9 +99,7 @@ def rewards_per_step(shaper: jax.Array, opponent: jax.Array, gamma: float = ipd.
 
 def opponent_update(opponent: jax.Array, shaper: jax.Array, cfg: MetaGameConfig) -> jax.Array:
     """The learner's step after an episode: ``theta + lr * direction(theta, shaper)``, (..., 5)."""
-    exact = ExactConfig(gamma=cfg.gamma, lookahead=cfg.lookahead)
-    learner = {"naive": naive.direction, "lola": lola.direction}[cfg.opponent]
-    d = jnp.vectorize(lambda o, s: learner(o, s, exact), signature="(5),(5)->(5)")(opponent, shaper)
+    d = jnp.vectorize(learner_direction(cfg.opponent, cfg), signature="(5),(5)->(5)")(opponent, shaper)
     return opponent + cfg.lr * d
 
 
@@ -172,25 +170,27 @@ def selfplay_rollout(policy_a: MetaPolicy, policy_b: MetaPolicy, key: jax.Array,
     return Trajectory(r, pa, pb)
 
 
-def learner_rollout(learner: str, key: jax.Array, batch: int, cfg: MetaGameConfig, lr: float | None = None) -> Trajectory:
-    """A gradient learner (``"naive"`` or ``"lola"``, step ``lr``, default ``cfg.lr``) in the
-    shaper's seat against the same learners as :func:`rollout` (same key = same opponents):
-    the baseline a meta-shaper is compared with. Both update simultaneously after each episode."""
+def learner_direction(learner: str, cfg: MetaGameConfig) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """The bound exact direction ``(theta_me, theta_other) -> (5,)`` of ``"naive"`` or ``"lola"``."""
     if learner not in OPPONENTS:
         raise ValueError(f"learner must be one of {OPPONENTS}, got {learner!r}")
+    exact = ExactConfig(gamma=cfg.gamma, lookahead=cfg.lookahead)
+    d = {"naive": naive.direction, "lola": lola.direction}[learner]
+    return lambda me, other: d(me, other, exact)
+
+
+def learner_rollout(learner: str, key: jax.Array, batch: int, cfg: MetaGameConfig, lr: float | None = None) -> Trajectory:
+    """A gradient learner (``"naive"`` or ``"lola"``, step ``lr``, default ``cfg.lr``) in the
+    shaper's seat against the same learners as :func:`rollout` (same key = same learners and
+    the learner starts from the "previous shaper policy" of the first meta-state): the
+    baseline a meta-shaper is compared with. Both learn simultaneously after each episode
+    (the exact-learner simulation)."""
     state = reset(key, batch, cfg)
-    mine = dataclasses.replace(cfg, opponent=learner, lr=cfg.lr if lr is None else lr)
-    # The learner's own initial logits: the "previous shaper policy" the first meta-state shows.
     theta = jnp.log(state.obs[:, :ACTION_DIM]) - jnp.log1p(-state.obs[:, :ACTION_DIM])
-
-    def body(carry, _):
-        me, s = carry
-        s_new, r = step(s, me, cfg)
-        me_new = opponent_update(me, s.opponent, mine)
-        return (me_new, s_new), (r, policy(me), policy(s.opponent))
-
-    _, (r, ps, po) = jax.lax.scan(body, (theta, state), None, length=cfg.meta_steps)
-    return Trajectory(r, ps, po)
+    mine, theirs = learner_direction(learner, cfg), learner_direction(cfg.opponent, cfg)
+    t1, t2 = simulate_exact(mine, theirs, theta, state.opponent, (cfg.lr if lr is None else lr, cfg.lr), cfg.meta_steps)
+    t1, t2 = jnp.swapaxes(t1[:, :-1], 0, 1), jnp.swapaxes(t2[:, :-1], 0, 1)  # (T, B, 5): the policies played
+    return Trajectory(rewards_per_step(t1, t2, cfg.gamma), policy(t1), policy(t2))
 
 
 # ---------------------------------------------------------------------------

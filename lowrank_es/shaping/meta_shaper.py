@@ -41,7 +41,8 @@ class ShaperConfig:
     """Meta-policy size, ES settings and the meta-game.
 
     hidden: hidden widths of the MLP; rank: EGGROLL rank (``None``: OpenES); population: ES
-    members per generation (even); sigma, learning_rate: noise scale and Adam step;
+    members per generation (even); sigma, learning_rate: noise scale and Adam step, cosine-
+    decayed over the generations to ``lr_final`` times itself (1: constant);
     generations: ES generations (a multiple of ``eval_every``); batch: learners each member
     meets per generation; eval_batch: learners of the evaluation; curriculum: self-play only,
     generations over which the weight of the naive-learner fitness falls from 1 to 0.
@@ -52,6 +53,7 @@ class ShaperConfig:
     population: int = 32
     sigma: float = 0.05
     learning_rate: float = 0.01
+    lr_final: float = 1.0
     generations: int = 100
     batch: int = 8
     eval_batch: int = 128
@@ -72,13 +74,17 @@ class ShaperConfig:
             raise ValueError(f"curriculum must be in [0, generations] = [0, {self.generations}], got {self.curriculum}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.lr_final <= 1:
+            raise ValueError(f"lr_final must be in [0, 1], got {self.lr_final}")
         self.es()  # validates population, sigma, rank
 
 
     def es(self) -> EGGROLL:
         """The strategy: EGGROLL of rank ``rank`` (OpenES for None) with Adam."""
-        return EGGROLL(sigma=self.sigma, population=self.population, rank=self.rank,
-                       optimizer=optax.adam(self.learning_rate))
+        lr = self.learning_rate
+        if self.lr_final < 1:
+            lr = optax.cosine_decay_schedule(self.learning_rate, self.generations, alpha=self.lr_final)
+        return EGGROLL(sigma=self.sigma, population=self.population, rank=self.rank, optimizer=optax.adam(lr))
 
     def num_params(self) -> int:
         sizes = (mg.OBS_DIM, *self.hidden, mg.ACTION_DIM)
