@@ -3,8 +3,8 @@
 Every experiment run is saved as ``figures/results/<experiment>__<scale>.json``::
 
     {"experiment": "theory", "scale": "reference", "config": {...}, "seeds": [0, 1, 2],
-     "device": "cpu:cpu", "cpu_count": 2, "jax_version": "0.10.2", "code_version": "a1b2c3d",
-     "date": "2026-11-30", "wall_s": 812.4, "data": {...}}
+     "device": "cpu:cpu", "cpu_count": 2, "load_average": 1.1, "jax_version": "0.10.2",
+     "code_version": "a1b2c3d", "date": "2026-11-30", "wall_s": 812.4, "data": {...}}
 
 ``data`` is whatever the experiment returned (JSON types only: numpy arrays become lists).
 """
@@ -38,15 +38,21 @@ def results_path(experiment: str, scale: str) -> Path:
 
 
 def code_version() -> str:
-    """``git describe --always --dirty`` of the checkout, or the package version outside git."""
+    """``git describe --always`` of the checkout, with ``-dirty`` when the package's code
+    (``lowrank_es/``) differs from that commit; the package version outside git. Figures and
+    notebooks do not count: they are outputs, not the code that made a result."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=10, check=True)
-        return out.stdout.strip()
+        version = git("describe", "--always")
+        changed = git("status", "--porcelain", "--untracked-files=all", "--", "lowrank_es")
     except (OSError, subprocess.SubprocessError):
         from lowrank_es import __version__
 
         return f"lowrank-es {__version__}"
+    return version + ("-dirty" if changed else "")
 
 
 def device_name() -> str:
@@ -84,6 +90,8 @@ def metadata() -> dict[str, Any]:
     return {
         "device": device_name(),
         "cpu_count": os.cpu_count(),
+        # other work on the machine inflates wall times: the 1-minute load average says how much
+        "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
         "jax_version": jax.__version__,
         "code_version": code_version(),
         "date": _dt.date.today().isoformat(),
@@ -115,6 +123,8 @@ def load_results(experiment: str, scale: str = "reference", path: str | Path | N
 
 def describe(record: dict[str, Any]) -> str:
     """One line naming a results record's scale, seeds, device, wall time and code version."""
+    load = record.get("load_average")
+    shared = f", load {load:g}" if load is not None else ""
     return (f"{record['experiment']} at {record['scale']} scale: {len(record['seeds'])} seeds, "
-            f"{record['device']} ({record.get('cpu_count')} CPU cores), {record['wall_s']:.0f} s wall, "
+            f"{record['device']} ({record.get('cpu_count')} CPU cores{shared}), {record['wall_s']:.0f} s wall, "
             f"code {record['code_version']}, {record['date']}")
