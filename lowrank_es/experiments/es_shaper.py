@@ -147,9 +147,6 @@ JOBS = {
     "openes_naive": lambda cfg, seeds: train_against_learners(cfg, None, "naive", seeds),
     "eggroll_lola": lambda cfg, seeds: train_against_learners(cfg, 1, "lola", seeds),
     "selfplay": train_selfplay,
-    # The same with the constant Adam step of the runs against learners, for comparison.
-    "selfplay_constant_step": lambda cfg, seeds: train_selfplay(
-        cfg, seeds, learning_rate=cfg.learning_rate, lr_final=1.0),
     "baselines": baselines,
     "timing": lambda cfg, seeds: timing(cfg),
 }
@@ -157,6 +154,18 @@ JOBS = {
 
 def jobs(cfg: Config, seeds: tuple[int, ...]) -> dict:
     return {name: functools.partial(fn, cfg, seeds) for name, fn in JOBS.items()}
+
+
+def combine(cfg: Config, seeds: tuple[int, ...], parts: dict) -> dict:
+    """The job results, with the ZD extortion fit (chi, phi, rms) of every final meta-episode's
+    late policy redone here, so a record's ``zd`` always comes from the current
+    :func:`meta_game.fit_zd`, also for jobs reused from the cache."""
+    out = dict(parts)
+    for name, part in parts.items():
+        if isinstance(part, dict) and isinstance(part.get("final"), dict) and "late_policy" in part["final"]:
+            zd = jax.vmap(mg.fit_zd)(jnp.asarray(part["final"]["late_policy"]))
+            out[name] = {**part, "final": {**part["final"], "zd": jnp.stack(zd, axis=-1)}}
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -178,9 +187,8 @@ def summary_rows(record: dict) -> list[tuple[str, float, float, float]]:
                        ("EGGROLL r=1 shaper vs LOLA", "eggroll_lola")):
         e = final_eval(record, job)
         rows.append((label, e[:, 0].mean(), _se(e[:, 0]), e[:, 1].mean()))
-    for label, job in (("meta-self-play (A, B)", "selfplay"), ("self-play, constant step (A, B)", "selfplay_constant_step")):
-        sp = np.asarray(d[job]["eval"])[:, -1]
-        rows.append((label, sp[:, 0].mean(), _se(sp[:, 0]), sp[:, 1].mean()))
+    sp = np.asarray(d["selfplay"]["eval"])[:, -1]
+    rows.append(("meta-self-play (A, B)", sp[:, 0].mean(), _se(sp[:, 0]), sp[:, 1].mean()))
     for name, r in d["baselines"]["per_seed"].items():
         r = np.asarray(r)
         rows.append((name, r[:, 0].mean(), _se(r[:, 0]), r[:, 1].mean()))
@@ -258,11 +266,10 @@ def plot_inner_policy(axes, record: dict, job: str = "eggroll_naive") -> None:
 
 def plot_selfplay(ax, record: dict) -> None:
     """Meta-self-play: the two shapers' mean reward per step against each other over
-    generations (min-max band over seeds), with the decayed step and with the constant one."""
-    for job in ("selfplay", "selfplay_constant_step"):
-        d = record["data"][job]
-        step = f"Adam step {d['learning_rate']:g}" + (f", cosine to x{d['lr_final']:g}" if d["lr_final"] < 1 else ", constant")
-        _band(ax, np.asarray(d["eval_generations"]), np.asarray(d["eval"]).mean(axis=2), step)
+    generations (min-max band over seeds)."""
+    d = record["data"]["selfplay"]
+    step = f"Adam step {d['learning_rate']:g}" + (f", cosine to x{d['lr_final']:g}" if d["lr_final"] < 1 else ", constant")
+    _band(ax, np.asarray(d["eval_generations"]), np.asarray(d["eval"]).mean(axis=2), step)
     ax.axvline(record["data"]["selfplay"]["curriculum"], ls=":", color="gray", lw=1)
     ax.axhline(-1.0, ls=":", color="k", lw=1)
     ax.set_xlabel("ES generation (dotted: end of the naive-learner curriculum)")
@@ -348,5 +355,5 @@ EXPERIMENT = register(Experiment(
     name="es_shaper", notebook="14_es_shaper",
     summary="Does an M-FOS meta-shaper trained by rank-1 EGGROLL extort naive learners in the IPD as well as "
             "one trained by OpenES, at a lower cost per generation?",
-    scales=SCALES, seeds=SEEDS, jobs=jobs, plots=plots,
+    scales=SCALES, seeds=SEEDS, jobs=jobs, combine=combine, plots=plots,
 ))

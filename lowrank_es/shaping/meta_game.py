@@ -223,11 +223,12 @@ def _surplus() -> tuple[jax.Array, jax.Array]:
 @functools.partial(jax.jit, static_argnames=("grid",))
 def fit_zd(p: jax.Array, grid: int = 400) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The ZD extortion policy nearest (least squares) to the memory states of ``p`` (5,)
-    (start probability ignored), over a grid of ``chi`` in [1, 20] with the best ``phi`` per
-    ``chi`` (closed form, clipped to its valid range). Returns ``(chi, phi, rms distance)``."""
+    (start probability ignored), over a log-spaced grid of ``chi`` in [1, 1000] with the best
+    ``phi`` per ``chi`` (closed form, clipped to its valid range). Returns ``(chi, phi, rms
+    distance)``; a large distance says ``p`` is no ZD strategy at all."""
     q = p[1:] - jnp.array([1.0, 1.0, 0.0, 0.0])
     sx, sy = _surplus()
-    chis = jnp.linspace(1.0, 20.0, grid)
+    chis = jnp.logspace(0.0, 3.0, grid)
 
     def one(chi):
         v = sx - chi * sy
