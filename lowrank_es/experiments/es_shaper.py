@@ -351,12 +351,12 @@ def plots(record: dict) -> dict:
     figs["learning"] = fig
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     plot_inner_policy(axes, record)
-    fig.suptitle("Against a naive learner the shaper's inner policy is close to ZD extortion")
+    fig.suptitle("Against naive learners the shaper cooperates mostly after mutual cooperation; its learners learn to cooperate")
     fig.tight_layout()
     figs["inner_policy"] = fig
     fig, ax = plt.subplots()
     plot_selfplay(ax, record)
-    ax.set_title("Meta-self-play: two ES meta-shapers")
+    ax.set_title("Meta-self-play: two ES meta-shapers climb toward mutual cooperation after the curriculum")
     figs["selfplay"] = fig
     return figs
 
