@@ -30,6 +30,7 @@ PAPERS = {
     "LOQA": "arXiv:2405.01035",
     "AdvantageAlignment": "arXiv:2406.14662",
     "BRS": "arXiv:2404.06519",
+    "MFOS": "arXiv:2205.01447",
 }
 
 
