@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lowrank_es.games import ipd
-from lowrank_es.shaping import common, meta_game as mg, naive
+from lowrank_es.shaping import exact, meta_game as mg
 
 GAMMA = ipd.GAMMA
 R1 = np.array([-1.0, -3.0, 0.0, -2.0])
@@ -93,12 +93,12 @@ def test_rollout_of_a_fixed_policy_follows_the_exact_learner_simulation():
     fixed = jnp.array([2.0, 1.0, -1.0, 0.5, -2.0])
     tr = mg.rollout(lambda obs: jnp.broadcast_to(fixed, (obs.shape[0], 5)), key, 3, cfg)
     opp0 = mg.reset(key, 3, cfg).opponent
-    d_naive = functools.partial(naive.direction, cfg=common.ExactConfig())
-    t_opp, _ = common.simulate_exact(d_naive, common.fixed_direction, opp0, jnp.broadcast_to(fixed, (3, 5)), 1.0, 7)
-    np.testing.assert_allclose(tr.opponent, jnp.swapaxes(common.policy(t_opp[:, :7]), 0, 1), atol=1e-5)
+    d_naive = functools.partial(exact.naive_direction, cfg=exact.ExactConfig())
+    t_opp, _ = exact.simulate(d_naive, exact.fixed_direction, opp0, jnp.broadcast_to(fixed, (3, 5)), 1.0, 7)
+    np.testing.assert_allclose(tr.opponent, jnp.swapaxes(exact.policy(t_opp[:, :7]), 0, 1), atol=1e-5)
     want = mg.rewards_per_step(jnp.broadcast_to(fixed, (7, 3, 5)), jnp.swapaxes(t_opp[:, :7], 0, 1))
     np.testing.assert_allclose(tr.rewards, want, atol=1e-5)
-    np.testing.assert_allclose(tr.shaper, jnp.broadcast_to(common.policy(fixed), (7, 3, 5)), atol=1e-6)
+    np.testing.assert_allclose(tr.shaper, jnp.broadcast_to(exact.policy(fixed), (7, 3, 5)), atol=1e-6)
 
 
 def test_meta_state_shows_the_last_episode():

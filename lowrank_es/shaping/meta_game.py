@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 
 from lowrank_es.games import ipd
-from lowrank_es.shaping import lola, naive
-from lowrank_es.shaping.common import ExactConfig, policy, simulate_exact
+from lowrank_es.shaping import lola
+from lowrank_es.shaping.exact import ExactConfig, naive_direction, policy, simulate
 
 OPPONENTS = ("naive", "lola")
 OBS_DIM = 10
@@ -175,7 +175,7 @@ def learner_direction(learner: str, cfg: MetaGameConfig) -> Callable[[jax.Array,
     if learner not in OPPONENTS:
         raise ValueError(f"learner must be one of {OPPONENTS}, got {learner!r}")
     exact = ExactConfig(gamma=cfg.gamma, lookahead=cfg.lookahead)
-    d = {"naive": naive.direction, "lola": lola.direction}[learner]
+    d = {"naive": naive_direction, "lola": lola.direction}[learner]
     return lambda me, other: d(me, other, exact)
 
 
@@ -188,7 +188,7 @@ def learner_rollout(learner: str, key: jax.Array, batch: int, cfg: MetaGameConfi
     state = reset(key, batch, cfg)
     theta = jnp.log(state.obs[:, :ACTION_DIM]) - jnp.log1p(-state.obs[:, :ACTION_DIM])
     mine, theirs = learner_direction(learner, cfg), learner_direction(cfg.opponent, cfg)
-    t1, t2 = simulate_exact(mine, theirs, theta, state.opponent, (cfg.lr if lr is None else lr, cfg.lr), cfg.meta_steps)
+    t1, t2 = simulate(mine, theirs, theta, state.opponent, (cfg.lr if lr is None else lr, cfg.lr), cfg.meta_steps)
     t1, t2 = jnp.swapaxes(t1[:, :-1], 0, 1), jnp.swapaxes(t2[:, :-1], 0, 1)  # (T, B, 5): the policies played
     return Trajectory(rewards_per_step(t1, t2, cfg.gamma), policy(t1), policy(t2))
 
