@@ -169,7 +169,9 @@ def make_generation(config: ESConfig) -> tuple[Callable, Callable, Callable, Env
             return es.init(key, params)
 
         def population_step(rs: RunState, keys):
-            ros = es.evaluate(rs.es, lambda p, noise, i: member_rollout(p, noise, rs.stats, keys))
+            # map_members, not evaluate: each member returns its whole Rollout (returns, lengths,
+            # observation statistics), not only a scalar fitness.
+            ros = es.map_members(rs.es, lambda p, noise, i: member_rollout(p, noise, rs.stats, keys))
             fitness = ros.returns.mean(axis=1)
             new_es, _ = es.tell(rs.es, fitness)
             return new_es, es_mean(rs.es), ros, fitness
