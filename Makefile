@@ -8,6 +8,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 NBVAL_OPTS := --nbval --nbval-sanitize-with=notebooks/nbval_sanitize.cfg --nbval-cell-timeout=900
+# One persistent XLA compilation cache for a whole run: the browser tests, nbval and the unit tests
+# compile many of the same programs (a loaded executable computes exactly what a fresh compile
+# would), and compiling dominates the quick runs of the shaping notebooks on a 2-core CPU.
+export JAX_COMPILATION_CACHE_DIR ?= $(abspath $(VENV))/jax-cache
 
 .PHONY: run test unit notebooks claims reference install clean
 
