@@ -24,7 +24,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3
 	# JupyterLab without its news pop-up (it asks on first start and would cover the notebook)
 	mkdir -p $(VENV)/share/jupyter/lab/settings
-	echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
+	# and without autosave (the browser tests run notebooks there: their saved outputs must stay as committed)
+	echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}, "@jupyterlab/docmanager-extension:plugin": {"autosave": false}}' \
 		> $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
