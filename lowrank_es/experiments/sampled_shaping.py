@@ -20,12 +20,6 @@ import numpy as np
 from lowrank_es.experiments import checkpoint_dir
 from lowrank_es.shaping import agents, episodes, league, training
 
-#: Said in every reference record: the reference runs of the Coin Game and Negotiation were
-#: shrunk to fit a CPU shared by six jobs (about a third of a core each).
-SHARED_CPU_NOTE = ("Coin Game and Negotiation parts shrunk to fit a 2-core CPU shared by six jobs (about a third "
-                   "of a core each): 3 seeds, 32 episodes per update, 200 Coin Game updates (150 in Negotiation) "
-                   "instead of 64 episodes x 1,500 (1,000); wall times are inflated by the other jobs.")
-
 #: Reward per step in the official repositories' leagues (3x3 Coin Game, 50 steps; LOQA
 #: repository, league of the LOQA and Advantage Alignment agents; Negotiation: the AA paper).
 ANCHORS = {
