@@ -21,7 +21,7 @@ def _record(record: dict | None) -> dict:
 
 
 def _m(record: dict, **kw) -> Measurement:
-    return Measurement(scale=record["scale"], device=record["device"], **kw)
+    return Measurement(scale=record["scale"], device=record.get("device"), **kw)
 
 
 def _se(x) -> float | None:
