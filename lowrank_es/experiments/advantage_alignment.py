@@ -52,8 +52,10 @@ class Config:
 
 
 SCALES = {"quick": Config(),
-          "reference": Config(ipd_runs=20, unification_pairs=300, coin=COIN, coin_updates=1500, negotiation=NEGOTIATION,
-                              negotiation_updates=1000, league_envs=256, publish_agents=True)}
+          # shrunk for a shared CPU (sampled_shaping.SHARED_CPU_NOTE): 32 episodes x 200 / 150 updates
+          "reference": Config(ipd_runs=20, unification_pairs=300, coin=dataclasses.replace(COIN, n_envs=32), coin_updates=200,
+                              negotiation=dataclasses.replace(NEGOTIATION, n_envs=32), negotiation_updates=150,
+                              league_envs=128, publish_agents=True)}
 SEEDS = {"quick": 1, "reference": 3}
 
 
@@ -116,7 +118,8 @@ def jobs(cfg: Config, seeds: tuple[int, ...]) -> dict:
 
 def combine(cfg: Config, seeds: tuple[int, ...], parts: dict) -> dict:
     return {**parts, "anchors": {g: {f"{a} vs {b}": v for (a, b), v in ss.ANCHORS[g].items()} for g in ss.ANCHORS},
-            "machine": {"load_average_1_5_15_min": list(os.getloadavg()), "cpu_count": os.cpu_count()}}
+            "machine": {"load_average_1_5_15_min": list(os.getloadavg()), "cpu_count": os.cpu_count()},
+            **({"note": ss.SHARED_CPU_NOTE} if cfg.publish_agents else {})}
 
 
 def plots(record: dict) -> dict:

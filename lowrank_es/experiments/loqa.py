@@ -45,8 +45,12 @@ class Config:
     publish_agents: bool = False
 
 
-SCALES = {"quick": Config(), "reference": Config(ipd_runs=20, league_seeds=5, league_steps=300, coin=COIN,
-                                                 coin_updates=1500, league_envs=256, publish_agents=True)}
+#: The reference is shrunk for a shared CPU (``sampled_shaping.SHARED_CPU_NOTE``): 32 episodes x
+#: 200 updates instead of 64 x 1,500, and actor Adam 3e-3 (as AdAlign's): at 1e-3, 200 updates
+#: of 32 episodes barely move a naive learner (social_dilemmas reference: 11 -> 12 coins per episode).
+SCALES = {"quick": Config(), "reference": Config(ipd_runs=20, league_seeds=5, league_steps=300,
+                                                 coin=dataclasses.replace(COIN, n_envs=32, lr=3e-3), coin_updates=200,
+                                                 league_envs=128, publish_agents=True)}
 SEEDS = {"quick": 1, "reference": 3}
 
 
@@ -84,7 +88,8 @@ def jobs(cfg: Config, seeds: tuple[int, ...]) -> dict:
 
 def combine(cfg: Config, seeds: tuple[int, ...], parts: dict) -> dict:
     return {**parts, "anchors": {f"{a} vs {b}": v for (a, b), v in ss.ANCHORS["coin"].items()},
-            "machine": {"load_average_1_5_15_min": list(os.getloadavg()), "cpu_count": os.cpu_count()}}
+            "machine": {"load_average_1_5_15_min": list(os.getloadavg()), "cpu_count": os.cpu_count()},
+            **({"note": ss.SHARED_CPU_NOTE} if cfg.publish_agents else {})}
 
 
 def plots(record: dict) -> dict:

@@ -2,10 +2,11 @@
 ``advantage_alignment``, notebook 12): train one method's recurrent agents with their seeds
 vmapped, evaluate them against scripted agents, save them, play a league, replay an episode.
 
-Agents trained at the reference scale are saved into the package
+Agents trained at the reference scale are saved under ``checkpoints/<experiment>__reference/agents/``
+and then copied into the package by :func:`publish_agents`
 (``lowrank_es/shaping/trained/<game>__<method>__<seed>.npz``, what
-:func:`lowrank_es.shaping.agents.load` reads); at other scales under
-``checkpoints/<experiment>__<scale>/agents/``.
+:func:`lowrank_es.shaping.agents.load` reads); at the quick scale under
+``checkpoints/<experiment>__quick/agents/``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ import numpy as np
 
 from lowrank_es.experiments import checkpoint_dir
 from lowrank_es.shaping import agents, episodes, league, training
+
+#: Said in every reference record: the reference runs of the Coin Game and Negotiation were
+#: shrunk to fit a CPU shared by six jobs (about a third of a core each).
+SHARED_CPU_NOTE = ("Coin Game and Negotiation parts shrunk to fit a 2-core CPU shared by six jobs (about a third "
+                   "of a core each): 3 seeds, 32 episodes per update, 200 Coin Game updates (150 in Negotiation) "
+                   "instead of 64 episodes x 1,500 (1,000); wall times are inflated by the other jobs.")
 
 #: Reward per step in the official repositories' leagues (3x3 Coin Game, 50 steps; LOQA
 #: repository, league of the LOQA and Advantage Alignment agents; Negotiation: the AA paper).
@@ -33,9 +40,20 @@ SCRIPTED = {"coin": {"always-cooperate": "coin/cooperative", "selfish": "coin/se
 
 
 def agent_dir(experiment: str, publish: bool) -> Path:
-    """Where a run's trained agents go: the package (``publish``, the reference runs), else
+    """Where a run's trained agents go: ``checkpoints/<experiment>__reference/agents`` for the
+    reference runs (``publish``; :func:`publish_agents` then copies them into the package, so
+    the run itself leaves the package's code untouched and its ``code_version`` clean), else
     ``checkpoints/<experiment>__quick/agents``."""
-    return agents.TRAINED_DIR if publish else checkpoint_dir(experiment, "quick") / "agents"
+    return checkpoint_dir(experiment, "reference" if publish else "quick") / "agents"
+
+
+def publish_agents(experiment: str) -> list[Path]:
+    """Copy the agents of ``experiment``'s reference run into the package
+    (``lowrank_es/shaping/trained/``, what :func:`lowrank_es.shaping.agents.load` reads)."""
+    import shutil
+
+    agents.TRAINED_DIR.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy2(f, agents.TRAINED_DIR / f.name)) for f in sorted(agent_dir(experiment, True).glob("*"))]
 
 
 def spec_of(game: str, steps: int = 50) -> episodes.GameSpec:
