@@ -135,9 +135,9 @@ def train_brs(cfg: Config, seeds: tuple[int, ...], directory) -> dict:
     spec = ss.spec_of("coin")
     evals = []
     for i, s in enumerate(seeds):
-        agent = agents.actor_only(agents.index(state.agent, i))
+        agent = agents.index(state.agent, i)  # saved whole: agents.load expects the critic too
         agents.save(agent, f"coin/brs/{s}", {"method": "brs", "seed": int(s), "updates": int(cfg.coin_updates)}, directory)
-        evals.append(_evaluate_vs_scripted(agent, spec, cfg.eval_episodes, int(s)))
+        evals.append(_evaluate_vs_scripted(agents.actor_only(agent), spec, cfg.eval_episodes, int(s)))
     coop = agents.scripted("coin/cooperative")
     st = episodes.evaluate(jax.random.PRNGKey(999), coop, coop, spec, cfg.eval_episodes)
     return {"history": curves, "train_s": train_s, "eval": {k: [e[k] for e in evals] for k in evals[0]},
