@@ -23,10 +23,10 @@ NAME = "advantage_alignment"
 COIN = training.TrainConfig(method="adalign", n_envs=64, hidden=32, lr=3e-3, critic_lr=1e-2, entropy=0.05, beta=1.0,
                             lam=0.95, replay=0.5)
 #: Negotiation: the official entropy 0.005 and gamma 0.96, 50 rounds; the paper's discounted
-#: sum of past (one-step) advantages with beta 3 and Adam 1e-3. Probes of 600 updates of 32
-#: episodes (one seed): the official running mean with weight 0.3 ends exactly where beta = 0
-#: does (0.299 per round, mutual defection), beta 1 at Adam 5e-4 climbs to 0.285, beta 3 at
-#: 1e-3 to 0.293, both still rising.
+#: sum of past one-step advantages with beta 3 and Adam 1e-3. At 64 episodes per update every
+#: variant probed (beta 0.3 or 3; the official running mean of GAE advantages, here of the online critic, at
+#: weight 0.3, with or without past agents) ends at mutual defection, 0.30 per round; the
+#: official runs use 8192 episodes per update (notebook 12 lists the differences).
 NEGOTIATION = training.TrainConfig(method="adalign", n_envs=64, hidden=32, lr=1e-3, critic_lr=1e-3, entropy=0.005,
                                    beta=3.0, past="discounted", lam=0.95, replay=0.5)
 
