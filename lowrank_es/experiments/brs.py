@@ -45,7 +45,10 @@ class Config:
     coin_updates: Coin Game BRS; naive / naive_updates: the naive learners; mcts_*: the
     planner (simulations, rollout depth, episodes per pairing); eval_episodes, league_envs:
     episodes per evaluation; publish_agents: save the agents into the package and put the
-    published LOQA / AdAlign agents in the league (the reference run)."""
+    published LOQA / AdAlign agents in the league (the reference run); naive_published: when
+    set, the naive agents are the package's ``coin/<naive_published>/<seed>`` instead of
+    ones trained here (the reference run: notebook 12's AdAlign at beta 0, a naive actor-critic
+    trained at 64 episodes x 1,500 updates, where ``naive`` / ``naive_updates`` are unused)."""
 
     ipd: brs.IPDConfig = dataclasses.replace(IPD, agent_steps=60, pretrain_steps=60)
     ipd_seeds: int = 2
@@ -63,16 +66,21 @@ class Config:
     eval_episodes: int = 16
     league_envs: int = 8
     publish_agents: bool = False
+    naive_published: str = ""
 
 
-#: The reference run, shrunk to fit a shared 2-core CPU: 50-step episodes but 16 agent and 16
-#: self-play episodes per update, small networks, short question answering, 100 updates at Adam 3e-3.
-REFERENCE_COIN = brs_coin.CoinConfig(n_envs=16, sp_envs=16, det_agents=2, det_envs=4, hidden=16, det_hidden=16,
-                                     rollouts=1, depth=2, steps=50, lr=3e-3, sp_lr=3e-3, det_lr=3e-3)
+#: The reference run: 50-step episodes, 32 agent and 32 self-play episodes per update, small
+#: networks, short question answering, 1,500 updates. Adam 3e-3 for the BRS term and the detective
+#: but 1e-3 for self-play with reward sharing: in 600-update probes (3 seeds) self-play at 3e-3
+#: reached 0.25 per step while the detective took the agent's coins (agent -0.25 per step against
+#: it, still falling), at 1e-3 self-play rose more slowly (0.19) and the agent's reward against
+#: the detective climbed back to -0.04. At 16 episodes x 100 updates nothing left the uniform policy.
+REFERENCE_COIN = brs_coin.CoinConfig(n_envs=32, sp_envs=32, det_agents=2, det_envs=4, hidden=16, det_hidden=16,
+                                     rollouts=1, depth=2, steps=50, lr=3e-3, sp_lr=1e-3, det_lr=3e-3)
 SCALES = {"quick": Config(),
           "reference": Config(ipd=IPD, ipd_seeds=4, detective_steps=3000, selfplay_runs=5, selfplay_steps=300,
-                              coin=REFERENCE_COIN, coin_updates=100, naive=dataclasses.replace(NAIVE, hidden=16),
-                              naive_updates=100, mcts_simulations=16, mcts_depth=3, mcts_episodes=4,
+                              coin=REFERENCE_COIN, coin_updates=1500, naive_published="adalign_beta0",
+                              mcts_simulations=16, mcts_depth=3, mcts_episodes=4,
                               eval_episodes=64, league_envs=32, publish_agents=True)}
 SEEDS = {"quick": 1, "reference": 3}
 PUBLISHED = {"LOQA": "loqa", "AdAlign": "adalign", "Proximal AdAlign": "proximal_adalign"}
@@ -147,8 +155,9 @@ def train_brs(cfg: Config, seeds: tuple[int, ...], directory) -> dict:
 def _opponents(cfg: Config, seed: int, directory) -> dict:
     """The agents the planner and the league face for one seed: the trained ones (published
     LOQA / AdAlign agents too when ``publish_agents``) and the scripted ones."""
-    out = {"BRS": agents.actor_only(agents.load(f"coin/brs/{seed}", directory)),
-           "naive": agents.actor_only(agents.load(f"coin/naive/{seed}", directory))}
+    naive = (agents.load(f"coin/{cfg.naive_published}/{seed}") if cfg.naive_published
+             else agents.load(f"coin/naive/{seed}", directory))
+    out = {"BRS": agents.actor_only(agents.load(f"coin/brs/{seed}", directory)), "naive": agents.actor_only(naive)}
     if cfg.publish_agents:
         have = set(agents.available())
         out.update({lab: agents.load(f"coin/{m}/{seed}") for lab, m in PUBLISHED.items() if f"coin/{m}/{seed}" in have})
@@ -192,8 +201,10 @@ def jobs(cfg: Config, seeds: tuple[int, ...]) -> dict:
         "ipd_detective": functools.partial(run_detective, cfg),
         "ipd": functools.partial(run_ipd, cfg),
         "coin_brs": functools.partial(train_brs, cfg, seeds, d),
-        "coin_naive": functools.partial(ss.train_method, "coin", "naive", cfg.naive, cfg.naive_updates, seeds, d,
-                                        eval_episodes=cfg.eval_episodes),
+        "coin_naive": (functools.partial(ss.published_method, "coin", cfg.naive_published, seeds,
+                                         eval_episodes=cfg.eval_episodes) if cfg.naive_published else
+                       functools.partial(ss.train_method, "coin", "naive", cfg.naive, cfg.naive_updates, seeds, d,
+                                         eval_episodes=cfg.eval_episodes)),
         "coin_mcts": functools.partial(run_mcts, cfg, seeds, d),
         "coin_league": functools.partial(run_league, cfg, seeds, d),
     }
