@@ -1,4 +1,4 @@
-"""Exact IPD best responses (vs brute force) and the MCTS best response in the Coin Game."""
+"""Exact IPD best responses against brute force over the 32 deterministic memory-1 responses."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lowrank_es.shaping import best_response as br
-from lowrank_es.games import coin, ipd
+from lowrank_es.games import ipd
 
 
 def _brute_force(p, gamma=ipd.GAMMA):
@@ -78,45 +78,3 @@ def test_bad_inputs():
         br.ipd_best_response(jnp.ones(5), gamma=1.0)
     with pytest.raises(ValueError, match="tau"):
         br.ipd_soft_best_response(jnp.ones(5), tau=0.0)
-    with pytest.raises(ValueError, match="kind"):
-        br.scripted_agent("nice", 0)
-    with pytest.raises(ValueError, match="num_simulations"):
-        br.mcts_best_response_episode(jax.random.PRNGKey(0), br.scripted_agent("right", 0), num_simulations=0)
-
-
-def test_scripted_probs_match_coin_sampler():
-    """The distributions the MCTS player plans against are those of coin.scripted_action (Monte Carlo)."""
-    n = 4000
-    for i, kind in enumerate(("cooperative", "selfish", "random")):
-        _, state = coin.reset(jax.random.PRNGKey(10 + i))
-        probs = np.asarray(br.scripted_agent(kind, 0)(None, state))
-        acts = jax.vmap(lambda k: coin.scripted_action(k, state, 0, kind))(jax.random.split(jax.random.PRNGKey(i), n))
-        freq = np.bincount(np.asarray(acts), minlength=4) / n
-        # 5 standard errors of a frequency with p <= 1/2
-        assert np.max(np.abs(freq - probs)) < 5 * np.sqrt(0.25 / n)
-
-
-def _state(me, agent, coin_pos, colour):
-    return coin.State(pos=jnp.array([agent, me], jnp.int32), coin_pos=jnp.array(coin_pos, jnp.int32),
-                      coin_colour=jnp.int32(colour), t=jnp.int32(0))
-
-
-def test_mcts_takes_adjacent_coin():
-    """Against an agent that always moves right from (2, 2) (landing on (2, 0)), the obvious best
-    response of the MCTS player at (1, 1) is to step onto the adjacent coin."""
-    agent = br.scripted_agent("right", 0)
-    act = jax.jit(lambda k, s: br.mcts_action(k, s, agent, num_simulations=16, rollout_depth=2))
-    for target, move in (((1, 2), 0), ((1, 0), 1), ((2, 1), 2), ((0, 1), 3)):
-        for colour in (0, 1):
-            s = _state((1, 1), (2, 2), target, colour)
-            assert int(act(jax.random.PRNGKey(colour), s)) == move
-
-
-def test_mcts_collects_coins_against_blind_agent():
-    """Over whole episodes MCTS collects far more coins than a uniformly random player would
-    (about 50 / 9 ≈ 5.6 per episode: the coin is on one of the 4 neighbouring cells at most)."""
-    r = br.mcts_best_response_episode(jax.random.PRNGKey(0), br.scripted_agent("right", 0), n_episodes=4,
-                                      num_simulations=8, rollout_depth=2)
-    s = r.summary()
-    assert s["mcts_coins_per_episode"] > 15
-    assert s["mcts_reward"] > s["agent_reward"]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from lowrank_es.shaping import best_response as br
-from lowrank_es.games import coin, ipd
-from lowrank_es.shaping import brs, brs_coin
+from lowrank_es.games import ipd
+from lowrank_es.shaping import brs
 
 
 def _fd_check(f, x, eps=1e-6, rtol=1e-5, atol=1e-8, n_dirs=None):
@@ -51,35 +51,6 @@ def test_ipd_conditioning_gradient_matches_finite_differences():
         _fd_check(lambda t: brs.agent_objective(t, lambda p: br.ipd_soft_best_response(p, 0.3), cfg), theta, rtol=1e-4)
 
 
-def test_coin_question_answering_gradient_matches_finite_differences():
-    with jax.enable_x64(True):
-        cfg = brs_coin.CoinConfig(n_questions=4, hidden=3, det_hidden=8)
-        qs = brs_coin.question_states(jax.random.PRNGKey(0), cfg.n_questions)
-        theta = jax.tree_util.tree_map(lambda x: x.astype(jnp.float64), brs_coin.coin_agent_init(jax.random.PRNGKey(1), cfg))
-        theta[-1]["W"] = jax.random.normal(jax.random.PRNGKey(2), theta[-1]["W"].shape, jnp.float64)
-        det = jax.tree_util.tree_map(lambda x: x.astype(jnp.float64), brs_coin.coin_detective_init(jax.random.PRNGKey(3), cfg))
-        det[-1]["W"] = jax.random.normal(jax.random.PRNGKey(4), det[-1]["W"].shape, jnp.float64)
-        obs = coin.observe(coin.reset(jax.random.PRNGKey(5))[1])[1].astype(jnp.float64)
-        ans = brs_coin.question_answers(theta, qs)
-        assert ans.shape == (cfg.n_questions, 4)
-        np.testing.assert_allclose(np.asarray(ans.sum(-1)), 1.0, rtol=1e-12)
-        leaves, tdef = jax.tree_util.tree_flatten(theta)
-        sizes = [l.size for l in leaves]
-        flat0 = jnp.concatenate([l.ravel() for l in leaves])
-
-        def unflat(v):
-            out, i = [], 0
-            for l, n in zip(leaves, sizes):
-                out.append(v[i:i + n].reshape(l.shape))
-                i += n
-            return tdef.unflatten(out)
-
-        # log-probability of a detective action as a function of the agent's parameters
-        f = lambda v: jax.nn.log_softmax(brs_coin.coin_detective_logits(det, obs, brs_coin.question_answers(unflat(v), qs)))[2]
-        _fd_check(f, flat0, rtol=1e-5, atol=1e-9, n_dirs=6)
-        assert float(jnp.linalg.norm(jax.grad(f)(flat0))) > 1e-4
-
-
 def test_learned_detective_close_to_exact_best_response():
     """A detective trained on noisy random agents gets, on held-out agents, a mean per-step
     reward within 0.02 of the exact best response (2% of the mutual-cooperation reward),
@@ -112,7 +83,5 @@ def test_config_validation():
         brs.IPDConfig(detective="oracle")
     with pytest.raises(ValueError, match="noise"):
         brs.IPDConfig(noise=-1.0)
-    with pytest.raises(ValueError, match="n_questions"):
-        brs_coin.CoinConfig(n_questions=0)
     with pytest.raises(ValueError, match="steps"):
         brs.train_detective(jax.random.PRNGKey(0), jnp.zeros((2, 5)), steps=0, noise=0.1)

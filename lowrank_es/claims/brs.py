@@ -1,23 +1,32 @@
-"""Claims of Best Response Shaping (arXiv:2404.06519) at small scale.
+"""Claims of Best Response Shaping (arXiv:2404.06519).
 
-Each measure function takes the results the notebook ``13_best_response_shaping`` already
-computed (keyword arguments) or, without them, runs its default (small) experiment.
+Each measure reads a results record of the ``brs`` experiment (default: the committed
+reference) and never trains anything itself.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from lowrank_es import experiments
 from lowrank_es.claims.registry import Measurement, Target, register
 from lowrank_es.stats import fraction_se
 
 NOTEBOOK = "13_best_response_shaping"
+NAME = "brs"
 
 
-def _default_ipd_brs():
-    from lowrank_es.shaping import brs
+def _record(record: dict | None) -> dict:
+    return record if record is not None else experiments.load(NAME, "reference")
 
-    return brs.default_ipd_run()
+
+def _m(record: dict, **kw) -> Measurement:
+    return Measurement(scale=record["scale"], device=record.get("device"), **kw)
+
+
+def _se(x) -> float | None:
+    x = np.asarray(x, float)
+    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else None
 
 
 @register(
@@ -26,17 +35,16 @@ def _default_ipd_brs():
                "gamma 0.96) reaches tit-for-tat reciprocity in every seed: the policy rounded in the four memory "
                "states is TFT (exact.reciprocity, strict, the reciprocity test of every IPD claim)."),
     target=Target(low=1.0, text="fraction of seeds TFT (strict) = 1 (every seed)"), notebook=NOTEBOOK)
-def _ipd_reciprocity(p=None) -> Measurement:
+def _ipd_reciprocity(record: dict | None = None) -> Measurement:
     from lowrank_es.shaping import exact
 
-    if p is None:
-        p, _ = _default_ipd_brs()
-    p = np.asarray(p)
+    record = _record(record)
+    p = np.asarray(record["data"]["ipd"]["BRS"]["p"])
     rec = exact.reciprocity(p)
     ok = rec["strict"]
-    return Measurement(measured=float(ok.mean()), uncertainty=fraction_se(ok), seeds=len(ok),
-                       details={"p": np.round(p, 3).tolist(), "generous_fraction": float(rec["generous"].mean()),
-                                "p_CD_max": float(p[:, 2].max()), "p_DD_max": float(p[:, 4].max())})
+    return _m(record, measured=float(ok.mean()), uncertainty=fraction_se(ok), seeds=len(ok),
+              details={"p": np.round(p, 3).tolist(), "generous_fraction": float(rec["generous"].mean()),
+                       "p_CD_max": float(p[:, 2].max()), "p_DD_max": float(p[:, 4].max())})
 
 
 MARGIN = 0.1
@@ -49,56 +57,78 @@ MARGIN = 0.1
                "on average. Measured: the smallest slack of the three conditions, min(margin - max BRS loss, "
                "mean naive loss - mean BRS loss, mean LOLA loss - mean BRS loss), per step."),
     target=Target(low=0.0, text="slack >= 0 (all three conditions hold)"), notebook=NOTEBOOK)
-def _ipd_unexploitable(p_brs=None, p_naive=None, p_lola=None) -> Measurement:
-    from functools import partial
-
-    from lowrank_es.shaping import best_response as br
-    from lowrank_es.shaping import exact, lola
-
-    if p_brs is None:
-        p_brs, _ = _default_ipd_brs()
-    if p_naive is None or p_lola is None:
-        ex = exact.ExactConfig()
-        run = lambda d: exact.selfplay(partial(d, cfg=ex), n=5, steps=300, lr=0.1)["p1"]  # noqa: E731
-        p_naive = run(exact.naive_direction) if p_naive is None else p_naive
-        p_lola = run(lola.direction) if p_lola is None else p_lola
-    lb, ln, ll = br.exploitability_losses(p_brs), br.exploitability_losses(p_naive), br.exploitability_losses(p_lola)
+def _ipd_unexploitable(record: dict | None = None) -> Measurement:
+    record = _record(record)
+    ex = {k: np.asarray(v) for k, v in record["data"]["ipd"]["exploitability"].items()}
+    lb, ln, ll = ex["BRS"], ex["naive"], ex["LOLA"]
     slack = min(MARGIN - lb.max(), ln.mean() - lb.mean(), ll.mean() - lb.mean())
-    return Measurement(measured=float(slack), seeds=len(lb), details={
-        "brs_loss": np.round(lb, 4).tolist(), "naive_loss": np.round(ln, 4).tolist(),
-        "lola_loss": np.round(ll, 4).tolist()})
+    return _m(record, measured=float(slack), seeds=len(lb), details={
+        k: np.round(v, 4).tolist() for k, v in ex.items()})
 
 
-OWN_RATE = 0.8
+def _mcts(record: dict, who: str) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, float) for k, v in record["data"]["coin_mcts"][who].items()}
+
+
+OWN_RATE, BRS_VS_MCTS = 0.8, 0.2
 
 
 @register(
     "brs.coin.mcts_cooperates", paper="BRS",
-    statement=(f"In the Coin Game an MCTS player (mctx Gumbel MuZero on the true game, knowing the agent's policy) "
-               f"picks up mostly its own coins against a BRS agent (own-coin rate >= {OWN_RATE}), and the BRS "
-               "agent's reward per step against it is not below that of LOQA / AdAlign agents trained with the "
-               "same number of updates. Measured: min(own-coin rate - 0.8, BRS reward - max other reward)."),
+    statement=(f"In the Coin Game an MCTS best response (mctx Gumbel MuZero on the true game, planning with the "
+               f"recurrent agent's policy and memory) picks up mostly its own coins against a BRS agent (own-coin "
+               f"rate >= {OWN_RATE}) and the BRS agent earns >= {BRS_VS_MCTS} per step against it (LOQA repository "
+               "league: 0.28). Measured: min(own-coin rate - 0.8, BRS reward - 0.2), means over seeds."),
     target=Target(low=0.0, text="slack >= 0 (both conditions hold)"), notebook=NOTEBOOK)
-def _coin_mcts(table=None) -> Measurement:
-    """``table``: {agent name: MCTSResult.summary() dict}, with a "BRS" entry (the notebook's)."""
-    if table is None:
-        raise ValueError("table must be the notebook's MCTS evaluation {agent: summary}; this claim is not quick")
-    b = table["BRS"]
-    others = [v["agent_reward"] for k, v in table.items() if k in ("LOQA", "AdAlign")]
-    gap = b["agent_reward"] - max(others) if others else float("nan")
-    slack = min(b["mcts_own_coin_rate"] - OWN_RATE, gap) if others else b["mcts_own_coin_rate"] - OWN_RATE
-    return Measurement(measured=float(slack), details={
-        k: {kk: round(float(vv), 4) for kk, vv in v.items()} for k, v in table.items()})
+def _coin_mcts(record: dict | None = None) -> Measurement:
+    record = _record(record)
+    b = _mcts(record, "BRS")
+    own, rew = b["mcts_own_rate"], b["agent_reward"]
+    slack = min(own.mean() - OWN_RATE, rew.mean() - BRS_VS_MCTS)
+    return _m(record, measured=float(slack), seeds=len(own), details={
+        "mcts_own_rate": np.round(own, 4).tolist(), "brs_reward": np.round(rew, 4).tolist(),
+        "always_cooperate_mcts_own_rate": np.round(_mcts(record, "always-cooperate")["mcts_own_rate"], 4).tolist()})
+
+
+GAP = 0.1
+
+
+@register(
+    "brs.coin.mcts_exploits_naive", paper="BRS",
+    statement=(f"Against the MCTS best response a naive recurrent learner earns at least {GAP} per step less than "
+               "BRS does (the paper's contrast, with POLA there). Measured: mean over seeds of BRS's reward minus "
+               f"the naive agent's, minus {GAP}."),
+    target=Target(low=0.0, text=f"BRS reward - naive reward against MCTS >= {GAP}"), notebook=NOTEBOOK)
+def _coin_mcts_naive(record: dict | None = None) -> Measurement:
+    record = _record(record)
+    d = _mcts(record, "BRS")["agent_reward"] - _mcts(record, "naive")["agent_reward"]
+    return _m(record, measured=float(d.mean() - GAP), uncertainty=_se(d), seeds=len(d),
+              details={"brs_minus_naive": np.round(d, 4).tolist()})
+
+
+UNEXPLOITED = -0.2
+
+
+@register(
+    "brs.coin.unexploited", paper="BRS",
+    statement=(f"BRS is not exploited by the selfish agent (always takes the nearest coin): its reward per step "
+               f"against it is >= {UNEXPLOITED} (LOQA repository league: -0.10). Mean over seeds."),
+    target=Target(low=UNEXPLOITED, text=f"BRS reward vs selfish >= {UNEXPLOITED}"), notebook=NOTEBOOK)
+def _coin_unexploited(record: dict | None = None) -> Measurement:
+    record = _record(record)
+    r = np.asarray(record["data"]["coin_brs"]["eval"]["vs_selfish"], float)
+    return _m(record, measured=float(r.mean()), uncertainty=_se(r), seeds=len(r), details={"per_seed": np.round(r, 4).tolist()})
 
 
 @register(
     "brs.coin.self_play", paper="BRS",
     statement=("BRS self-play reward per step in the Coin Game, as a fraction of always-cooperate self-play "
-               "(both players go for their own coins only); paper: about 0.33 vs 0.34, i.e. 0.97."),
+               "(both players go for their own coins only); paper / LOQA repository league: 0.338 vs 0.347."),
     target=Target(low=0.9, text="BRS / always-cooperate self-play reward >= 0.9"), notebook=NOTEBOOK)
-def _coin_self_play(brs_reward=None, coop_reward=None) -> Measurement:
-    if brs_reward is None or coop_reward is None:
-        raise ValueError("brs_reward and coop_reward must be given (the notebook's measurements); this claim is not quick")
-    return Measurement(measured=float(brs_reward) / float(coop_reward),
-                       details={"brs_reward_per_step": round(float(brs_reward), 4),
-                                "always_cooperate_reward_per_step": round(float(coop_reward), 4)})
+def _coin_self_play(record: dict | None = None) -> Measurement:
+    record = _record(record)
+    d = record["data"]["coin_brs"]
+    r = np.asarray(d["eval"]["self_play"], float) / float(d["cooperative_self_play"])
+    return _m(record, measured=float(r.mean()), uncertainty=_se(r), seeds=len(r), details={
+        "brs_self_play": np.round(d["eval"]["self_play"], 4).tolist(),
+        "always_cooperate_self_play": round(float(d["cooperative_self_play"]), 4)})

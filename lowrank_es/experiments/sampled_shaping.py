@@ -65,14 +65,25 @@ def train_method(game: str, method: str, tcfg: training.TrainConfig, updates: in
     state, hist = training.train_seeds(seeds, spec, tcfg, updates, chunk=max(updates // 10, 1))
     jax.block_until_ready(hist["reward"])
     train_s = time.perf_counter() - t0
-    out = {"history": {k: np.asarray(v) for k, v in training.summarise(hist).items()}, "train_s": train_s,
-           "self_play": [], "own_rate": [], "vs": {k: [] for k in SCRIPTED[game]}}
+    trained = []
     for i, s in enumerate(seeds):
         agent = agents.index(state.agent, i)
         agents.save(agent, f"{game}/{method}/{s}", {"method": method, "seed": int(s), "updates": int(updates),
                                                       "config": {k: str(v) for k, v in vars(tcfg).items()}}, directory)
+        trained.append(agents.actor_only(agent))
+    return {"history": {k: np.asarray(v) for k, v in training.summarise(hist).items()}, "train_s": train_s,
+            **evaluate_agents(game, trained, seeds, eval_episodes, steps)}
+
+
+def evaluate_agents(game: str, actors: list, seeds: tuple[int, ...], eval_episodes: int = 256,
+                    steps: int = 50) -> dict:
+    """Evaluate one agent per seed (``actors[i]`` was trained from ``seeds[i]``): ``self_play``
+    (seeds, 2) reward per step, ``own_rate`` (Coin Game) and the reward per step against each
+    scripted agent, on keys that depend only on the seed."""
+    spec = spec_of(game, steps)
+    out = {"self_play": [], "own_rate": [], "vs": {k: [] for k in SCRIPTED[game]}}
+    for actor, s in zip(actors, seeds):
         key = jax.random.PRNGKey(1000 + int(s))
-        actor = agents.actor_only(agent)
         st = episodes.evaluate(key, actor, actor, spec, eval_episodes)
         out["self_play"].append(np.asarray(st["reward"]))
         if game == "coin":
@@ -80,6 +91,14 @@ def train_method(game: str, method: str, tcfg: training.TrainConfig, updates: in
         for name, kind in SCRIPTED[game].items():
             out["vs"][name].append(float(episodes.evaluate(key, actor, agents.scripted(kind), spec, eval_episodes)["reward"][0]))
     return out
+
+
+def published_method(game: str, method: str, seeds: tuple[int, ...], eval_episodes: int = 256,
+                     steps: int = 50) -> dict:
+    """The agents ``<game>/<method>/<seed>`` shipped with the package, evaluated as
+    :func:`train_method` evaluates the agents it trains (no training history)."""
+    actors = [agents.actor_only(agents.load(f"{game}/{method}/{int(s)}")) for s in seeds]
+    return {"published": f"{game}/{method}", **evaluate_agents(game, actors, seeds, eval_episodes, steps)}
 
 
 def play_league(game: str, methods: dict[str, str], seeds: tuple[int, ...], directory: Path,
