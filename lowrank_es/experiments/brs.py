@@ -152,12 +152,18 @@ def train_brs(cfg: Config, seeds: tuple[int, ...], directory) -> dict:
             "cooperative_self_play": float(np.asarray(st["reward"]).mean())}
 
 
+def _naive_source(cfg: Config, directory) -> tuple[str, object]:
+    """Where the naive agents are: ``(method tag, directory)`` for :func:`agents.load`, the
+    package's published ones (directory ``None``) or the ones this run trains."""
+    return (cfg.naive_published, None) if cfg.naive_published else ("naive", directory)
+
+
 def _opponents(cfg: Config, seed: int, directory) -> dict:
     """The agents the planner and the league face for one seed: the trained ones (published
     LOQA / AdAlign agents too when ``publish_agents``) and the scripted ones."""
-    naive = (agents.load(f"coin/{cfg.naive_published}/{seed}") if cfg.naive_published
-             else agents.load(f"coin/naive/{seed}", directory))
-    out = {"BRS": agents.actor_only(agents.load(f"coin/brs/{seed}", directory)), "naive": agents.actor_only(naive)}
+    naive_method, naive_dir = _naive_source(cfg, directory)
+    out = {"BRS": agents.actor_only(agents.load(f"coin/brs/{seed}", directory)),
+           "naive": agents.actor_only(agents.load(f"coin/{naive_method}/{seed}", naive_dir))}
     if cfg.publish_agents:
         have = set(agents.available())
         out.update({lab: agents.load(f"coin/{m}/{seed}") for lab, m in PUBLISHED.items() if f"coin/{m}/{seed}" in have})
