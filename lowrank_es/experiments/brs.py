@@ -43,7 +43,8 @@ class Config:
     """ipd / ipd_seeds: the IPD BRS run; detective_steps: the stand-alone detective;
     selfplay_runs / selfplay_steps: exact naive, LOLA, LOQA, AdAlign self-play; coin /
     coin_updates: Coin Game BRS; naive / naive_updates: the naive learners; mcts_*: the
-    planner (simulations, rollout depth, episodes per pairing); eval_episodes, league_envs:
+    planner (simulations, rollout depth, episodes per pairing, the rollout policies it tries:
+    the best of them is its response); eval_episodes, league_envs:
     episodes per evaluation; publish_agents: save the agents into the package and put the
     published LOQA / AdAlign agents in the league (the reference run); naive_published: when
     set, the naive agents are the package's ``coin/<naive_published>/<seed>`` instead of
@@ -60,9 +61,10 @@ class Config:
     coin_updates: int = 10
     naive: training.TrainConfig = dataclasses.replace(NAIVE, n_envs=16, hidden=16)
     naive_updates: int = 10
-    mcts_simulations: int = 8
+    mcts_simulations: int = 16
     mcts_depth: int = 2
     mcts_episodes: int = 2
+    mcts_rollouts: tuple[str, ...] = ("greedy",)
     eval_episodes: int = 16
     league_envs: int = 8
     publish_agents: bool = False
@@ -80,7 +82,7 @@ REFERENCE_COIN = brs_coin.CoinConfig(n_envs=32, sp_envs=32, det_agents=2, det_en
 SCALES = {"quick": Config(),
           "reference": Config(ipd=IPD, ipd_seeds=4, detective_steps=3000, selfplay_runs=5, selfplay_steps=300,
                               coin=REFERENCE_COIN, coin_updates=1500, naive_published="adalign_beta0",
-                              mcts_simulations=16, mcts_depth=3, mcts_episodes=4,
+                              mcts_simulations=64, mcts_depth=3, mcts_episodes=8, mcts_rollouts=("greedy", "uniform"),
                               eval_episodes=64, league_envs=32, publish_agents=True)}
 SEEDS = {"quick": 1, "reference": 3}
 PUBLISHED = {"LOQA": "loqa", "AdAlign": "adalign", "Proximal AdAlign": "proximal_adalign"}
@@ -173,21 +175,33 @@ def _opponents(cfg: Config, seed: int, directory) -> dict:
 
 def run_mcts(cfg: Config, seeds: tuple[int, ...], directory) -> dict:
     """The MCTS best response (seat 1) against every agent (seat 0) and a grim trigger, per
-    seed: the agent's and the planner's reward per step and the planner's own-coin rate."""
+    seed: the agent's and the planner's reward per step and the planner's own-coin rate. The
+    planner is run with each rollout policy of ``cfg.mcts_rollouts`` on the same episodes; per
+    agent the one that earns the planner most (mean over seeds) is its response, the others are
+    kept under ``by_rollout``."""
     spec = ss.spec_of("coin")
-    rows = []
+    rows = []  # rows[seed][label][rollout] = metrics
     for s in seeds:
         opp = {**_opponents(cfg, int(s), directory), "grim trigger": mcts.GrimTrigger()}
         row = {}
         for j, (lab, a) in enumerate(opp.items()):
-            player = mcts.MCTSPlayer(a, num_simulations=cfg.mcts_simulations, rollout_depth=cfg.mcts_depth)
-            st = episodes.evaluate(jax.random.PRNGKey(3000 + 100 * int(s) + j), a, player, spec, cfg.mcts_episodes)
-            own, other = np.asarray(st["own"]), np.asarray(st["other"])
-            row[lab] = {"agent_reward": float(st["reward"][0]), "mcts_reward": float(st["reward"][1]),
-                        "mcts_own_rate": float(own[1] / max(own[1] + other[1], 1e-9)),
-                        "mcts_coins": float(own[1] + other[1])}
+            row[lab] = {}
+            for rollout in cfg.mcts_rollouts:
+                player = mcts.MCTSPlayer(a, num_simulations=cfg.mcts_simulations, rollout_depth=cfg.mcts_depth,
+                                         rollout=rollout)
+                st = episodes.evaluate(jax.random.PRNGKey(3000 + 100 * int(s) + j), a, player, spec,
+                                       cfg.mcts_episodes)
+                own, other = np.asarray(st["own"]), np.asarray(st["other"])
+                row[lab][rollout] = {"agent_reward": float(st["reward"][0]), "mcts_reward": float(st["reward"][1]),
+                                     "mcts_own_rate": float(own[1] / max(own[1] + other[1], 1e-9)),
+                                     "mcts_coins": float(own[1] + other[1])}
         rows.append(row)
-    return {lab: {k: [r[lab][k] for r in rows] for k in rows[0][lab]} for lab in rows[0]}
+    out = {}
+    for lab in rows[0]:
+        by = {r: {k: [row[lab][r][k] for row in rows] for k in rows[0][lab][r]} for r in cfg.mcts_rollouts}
+        best = max(cfg.mcts_rollouts, key=lambda r: np.mean(by[r]["mcts_reward"]))
+        out[lab] = {**by[best], "rollout": best, "by_rollout": by}
+    return out
 
 
 def run_league(cfg: Config, seeds: tuple[int, ...], directory) -> dict:

@@ -6,15 +6,23 @@ can compute: a recurrent :class:`lowrank_es.shaping.agents.Agent`, a scripted on
 :class:`GrimTrigger`) and, in its carry, a copy of the opponent's memory, advanced every step
 by running the opponent on the opponent's view of the board (rebuilt from the player's own
 observation, which shows the whole board; the step count is in the carry). Every step it runs
-``mctx.gumbel_muzero_policy`` (or ``muzero_policy``) from the true board, with the true game
-as the model and the **search embedding = (board, the opponent's memory)**:
+``mctx.stochastic_muzero_policy`` from the true board, with the true game as the model and the
+**search embedding = (board, the opponent's memory)**:
 
-* an edge (the planner's move ``b``) takes the expectation of the planner's reward over the
-  opponent's four actions (the coin's respawn does not change the reward), then moves to the
-  board of one sampled opponent action, with the opponent's memory advanced on the board it
-  saw;
-* a leaf's value is the discounted planner return of ``rollout_depth`` steps in which the
-  opponent plays its policy (with its memory) and the planner moves uniformly; no prior.
+* a decision edge (the planner's move ``b``) leads to an afterstate whose **chance node** has
+  one outcome per (opponent action, cell the coin respawns on): probability = the opponent's
+  policy x (uniform over the free cells if a coin was picked up, else a single "no respawn"
+  outcome). Each outcome is an exact next board, with the planner's reward, and the opponent's
+  memory advanced on the board it saw. Chance outcomes are visited in proportion to their
+  probability, so no line of play exploits a lucky opponent move or respawn (the failure of an
+  earlier version that kept one sampled outcome per edge: it got -0.22 per step against the
+  selfish agent, which gets 0 against itself);
+* an afterstate's value is the exact expectation over the opponent's action of the planner's
+  reward plus the discounted value of the board it leads to; a board's value is the discounted
+  planner return of ``rollout_depth`` steps in which the opponent plays its policy (with its
+  memory) and the planner moves towards the coin (``rollout="greedy"``) or uniformly; no prior.
+  Greedy rollouts make the planner race agents that race for coins; uniform ones see a
+  trigger's punishment better (the planner moving at random seldom provokes it).
 
 Every agent here updates its memory from its observation alone (the GRU's input is the
 observation), so the memory after a step does not depend on the action sampled in it.
@@ -30,9 +38,6 @@ import jax.numpy as jnp
 
 from lowrank_es.games import coin
 from lowrank_es.shaping import agents
-
-SEARCHES = ("gumbel", "muzero")
-
 
 def _towards(me: jax.Array, to: jax.Array, g: int) -> jax.Array:
     d = (to - me) % g
@@ -114,24 +119,30 @@ def _obs(state: coin.State, seat: int, grid_size: int) -> jax.Array:
     return coin.observe(state, coin.Params(grid_size=grid_size))[seat]
 
 
-def _step_all(key, state, b, params):
-    """The board after the planner (seat 0) plays ``b`` and the opponent each of its 4 actions."""
-    return jax.vmap(lambda a: coin.step(key, state, jnp.stack([b, a]), params)[1:4])(jnp.arange(coin.N_ACTIONS))
+ROLLOUTS = ("greedy", "uniform")
+
+
+def _moved(state: coin.State, b: jax.Array, a: jax.Array, params: coin.Params):
+    """The deterministic part of one step (planner ``b`` at seat 0, opponent ``a`` at seat 1):
+    the board before the coin respawns, the rewards (2,), done, and whether a coin was picked."""
+    _, s2, r, done, info = coin.step(jax.random.PRNGKey(0), state, jnp.stack([b, a]), params)
+    picked = jnp.any(info["picked_own"] | info["picked_other"])
+    return s2, r, done, picked
 
 
 @dataclasses.dataclass(frozen=True)
 class MCTSPlayer:
     """The planner as a player (module docstring). ``opponent``: the player it best-responds
     to (a pytree leaf set); static: ``num_simulations``, ``rollout_depth``, ``gamma``,
-    ``search`` (``"gumbel"``, without root noise, or ``"muzero"``, greedy in visit counts), ``grid_size``,
-    ``max_steps`` (the episode length the search sees). Its carry ``(batch, C + 1)`` is the
-    opponent's memory (C floats) and the step count."""
+    ``rollout`` (how the planner moves in leaf rollouts: ``"greedy"``, towards the coin, or
+    ``"uniform"``), ``grid_size``, ``max_steps`` (the episode length the search sees). Its carry
+    ``(batch, C + 1)`` is the opponent's memory (C floats) and the step count."""
 
     opponent: Any
-    num_simulations: int = 32
-    rollout_depth: int = 4
+    num_simulations: int = 64
+    rollout_depth: int = 3
     gamma: float = 0.96
-    search: str = "gumbel"
+    rollout: str = "greedy"
     grid_size: int = 3
     max_steps: int = 50
 
@@ -140,14 +151,20 @@ class MCTSPlayer:
             raise ValueError(f"num_simulations must be >= 1, got {self.num_simulations}")
         if int(self.rollout_depth) < 0:
             raise ValueError(f"rollout_depth must be >= 0, got {self.rollout_depth}")
-        if self.search not in SEARCHES:
-            raise ValueError(f"search must be one of {SEARCHES}, got {self.search!r}")
+        if self.rollout not in ROLLOUTS:
+            raise ValueError(f"rollout must be one of {ROLLOUTS}, got {self.rollout!r}")
         if not 0.0 <= float(self.gamma) < 1.0:
             raise ValueError(f"gamma must be in [0, 1), got {self.gamma}")
 
     @property
     def params(self) -> coin.Params:
         return coin.Params(grid_size=self.grid_size, max_steps=self.max_steps)
+
+    @property
+    def num_chance_outcomes(self) -> int:
+        """Chance outcomes of one step: the opponent's action x the cell the coin respawns on
+        (cell 0 stands for "no respawn" when no coin is picked up)."""
+        return coin.N_ACTIONS * self.grid_size ** 2
 
     def initial_carry(self, batch: int) -> jax.Array:
         c = self.opponent.initial_carry(batch)
@@ -160,13 +177,15 @@ class MCTSPlayer:
 
     def rollout_value(self, key: jax.Array, state: coin.State, c: jax.Array) -> jax.Array:
         """Discounted planner return of ``rollout_depth`` steps: the opponent plays its policy
-        with memory ``c``, the planner uniformly."""
+        with memory ``c``, the planner uniformly or greedily (``rollout``)."""
         def body(carry, k):
             s, c, disc, ret, alive = carry
             k1, k2, k3 = jax.random.split(k, 3)
             p, c = self._policy(s, c)
             a = jax.random.categorical(k1, jnp.log(p + 1e-20)).astype(jnp.int32)
-            b = jax.random.randint(k2, (), 0, coin.N_ACTIONS)
+            mine = (_towards(s.pos[0], s.coin_pos, self.grid_size) if self.rollout == "greedy"
+                    else jnp.full((coin.N_ACTIONS,), 0.25))
+            b = jax.random.categorical(k2, jnp.log(mine + 1e-20)).astype(jnp.int32)
             _, s2, r, done, _ = coin.step(k3, s, jnp.stack([b, a]), self.params)
             return (s2, c, disc * self.gamma, ret + alive * disc * r[0], alive * (1.0 - done)), None
 
@@ -175,23 +194,66 @@ class MCTSPlayer:
         (_, _, _, ret, _), _ = jax.lax.scan(body, init, jax.random.split(key, self.rollout_depth))
         return ret
 
-    def _recurrent_fn(self, _, rng_key, action, embedding):
+    def _value(self, key, state, c):
+        return self.rollout_value(key, state, c) if self.rollout_depth > 0 else jnp.zeros(())
+
+    def _chance_logits(self, state, b, p):
+        """log P(outcome) (A * G,) after the planner's move ``b``: the opponent's action from
+        its policy ``p``, then, if a coin was picked up, a uniform free cell."""
+        g2 = self.grid_size ** 2
+        cells = jnp.arange(g2)
+
+        def per_action(a):
+            s2, _, _, picked = _moved(state, b, a, self.params)
+            idx = s2.pos[:, 0] * self.grid_size + s2.pos[:, 1]
+            free = (cells != idx[0]) & (cells != idx[1])
+            respawn = jnp.where(free, -jnp.log(jnp.sum(free)), -jnp.inf)
+            stay = jnp.where(cells == 0, 0.0, -jnp.inf)
+            return jnp.log(p[a] + 1e-20) + jnp.where(picked, respawn, stay)
+
+        return jax.vmap(per_action)(jnp.arange(coin.N_ACTIONS)).reshape(-1)
+
+    def _decision_fn(self, _, rng_key, action, embedding):
+        """Planner edge -> afterstate (board, the opponent's next memory, the move): the value
+        is the exact expectation over the opponent's action of the planner's reward, plus the
+        discounted rollout value of the board it leads to (respawn sampled)."""
         import mctx
 
         def one(key, b, emb):
             state, c = emb
-            k_env, k_a, k_v = jax.random.split(key, 3)
             p, c2 = self._policy(state, c)
-            s_all, r_all, d_all = _step_all(k_env, state, b, self.params)
-            a = jax.random.categorical(k_a, jnp.log(p + 1e-20))
-            s2 = jax.tree.map(lambda x: x[a], s_all)
             alive = 1.0 - (state.t >= self.max_steps)
-            v = self.rollout_value(k_v, s2, c2) if self.rollout_depth > 0 else jnp.zeros(())
-            out = (p @ r_all[:, 0] * alive, self.gamma * (1.0 - d_all[a]) * alive, jnp.zeros(coin.N_ACTIONS), v)
+
+            def per_action(a, k):
+                k_env, k_v = jax.random.split(k)
+                _, s2, r, done, _ = coin.step(k_env, state, jnp.stack([b, a]), self.params)
+                return r[0] + self.gamma * (1.0 - done) * self._value(k_v, s2, c2)
+
+            q = jax.vmap(per_action)(jnp.arange(coin.N_ACTIONS), jax.random.split(key, coin.N_ACTIONS))
+            out = mctx.DecisionRecurrentFnOutput(chance_logits=self._chance_logits(state, b, p),
+                                                 afterstate_value=alive * (p @ q))
+            return out, (state, c2, b)
+
+        b = jnp.clip(action, 0, coin.N_ACTIONS - 1)  # mctx also calls this on chance nodes
+        return jax.vmap(one)(jax.random.split(rng_key, action.shape[0]), b, embedding)
+
+    def _chance_fn(self, _, rng_key, outcome, afterstate):
+        """Chance outcome (opponent action, respawn cell) -> the next board, exactly."""
+        import mctx
+
+        def one(key, o, aft):
+            state, c2, b = aft
+            a, cell = o // self.grid_size ** 2, o % self.grid_size ** 2
+            s2, r, done, picked = _moved(state, b, a, self.params)
+            respawn = jnp.stack([cell // self.grid_size, cell % self.grid_size]).astype(jnp.int32)
+            s2 = dataclasses.replace(s2, coin_pos=jnp.where(picked, respawn, s2.coin_pos))
+            alive = 1.0 - (state.t >= self.max_steps)
+            out = mctx.ChanceRecurrentFnOutput(action_logits=jnp.zeros(coin.N_ACTIONS), value=self._value(key, s2, c2),
+                                               reward=alive * r[0], discount=alive * self.gamma * (1.0 - done))
             return out, (s2, c2)
 
-        (r, disc, logits, v), emb = jax.vmap(one)(jax.random.split(rng_key, action.shape[0]), action, embedding)
-        return mctx.RecurrentFnOutput(reward=r, discount=disc, prior_logits=logits, value=v), emb
+        o = jnp.clip(outcome, 0, self.num_chance_outcomes - 1)  # mctx also calls this on decision nodes
+        return jax.vmap(one)(jax.random.split(rng_key, outcome.shape[0]), o, afterstate)
 
     def plan(self, key: jax.Array, states: coin.State, c: jax.Array) -> jax.Array:
         """The planner's actions (B,) on boards ``states`` (batched, planner = seat 0) with the
@@ -200,18 +262,14 @@ class MCTSPlayer:
 
         k_root, k_search = jax.random.split(key)
         B = states.t.shape[0]
-        if self.rollout_depth > 0:
-            v = jax.vmap(self.rollout_value)(jax.random.split(k_root, B), states, c)
-        else:
-            v = jnp.zeros(B)
+        v = jax.vmap(self._value)(jax.random.split(k_root, B), states, c)
         root = mctx.RootFnOutput(prior_logits=jnp.zeros((B, coin.N_ACTIONS)), value=v, embedding=(states, c))
-        kw = dict(params=None, rng_key=k_search, root=root, recurrent_fn=self._recurrent_fn,
-                  num_simulations=self.num_simulations)
-        if self.search == "gumbel":
-            # no Gumbel noise on the root: the player is a best response, not an explorer
-            out = mctx.gumbel_muzero_policy(max_num_considered_actions=coin.N_ACTIONS, gumbel_scale=0.0, **kw)
-        else:
-            out = mctx.muzero_policy(temperature=0.0, **kw)
+        # no Dirichlet noise on the root and the most visited move: a best response, not an explorer
+        out = mctx.stochastic_muzero_policy(params=None, rng_key=k_search, root=root,
+                                            decision_recurrent_fn=self._decision_fn,
+                                            chance_recurrent_fn=self._chance_fn,
+                                            num_simulations=self.num_simulations, dirichlet_fraction=0.0,
+                                            temperature=0.0)
         return out.action.astype(jnp.int32)
 
     def act(self, key: jax.Array, obs: jax.Array, carry: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -224,7 +282,7 @@ class MCTSPlayer:
 
 
 jax.tree_util.register_dataclass(MCTSPlayer, data_fields=["opponent"],
-                                 meta_fields=["num_simulations", "rollout_depth", "gamma", "search", "grid_size",
+                                 meta_fields=["num_simulations", "rollout_depth", "gamma", "rollout", "grid_size",
                                               "max_steps"])
 
 
