@@ -40,8 +40,7 @@ from lowrank_es.games import coin
 from lowrank_es.shaping import agents
 
 def _towards(me: jax.Array, to: jax.Array, g: int) -> jax.Array:
-    d = (to - me) % g
-    d = jnp.where(d > g // 2, d - g, d)
+    d = coin._torus_delta(me, to, g)
     good = jnp.array([d[1] > 0, d[1] < 0, d[0] > 0, d[0] < 0])
     good = jnp.where(jnp.any(good), good, jnp.ones(4, bool))
     return good / jnp.sum(good)
