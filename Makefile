@@ -12,6 +12,12 @@ NBVAL_OPTS := --nbval --nbval-sanitize-with=notebooks/nbval_sanitize.cfg --nbval
 # compile many of the same programs (a loaded executable computes exactly what a fresh compile
 # would), and compiling dominates the quick runs of the shaping notebooks on a 2-core CPU.
 export JAX_COMPILATION_CACHE_DIR ?= $(abspath $(VENV))/jax-cache
+# Cache every compiled program, not only those that took over a second to compile: the notebooks'
+# small programs are compiled again by nbval after the browser tests, and by the widgets.
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
+# Tests and notebooks run in this many processes (pytest-xdist); each notebook's cells stay in one.
+JOBS ?= 2
+PYTEST_JOBS := -n $(JOBS)
 
 .PHONY: run test unit notebooks claims reference install clean
 
@@ -30,25 +36,26 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install
-	$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.timeout=3600 --ExecutePreprocessor.kernel_name=python3 $(NOTEBOOKS)
-	$(PY) -m lowrank_es claims --json figures/claims.json --md figures/claims.md
+	printf '%s\n' $(NOTEBOOKS) | xargs -P $(JOBS) -I{} $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=3600 --ExecutePreprocessor.kernel_name=python3 {}
+	$(PY) -m lowrank_es claims --json figures/claims.json --md figures/claims.md --png figures/claims.png
 
 test: install
-	$(PY) -m pytest -q tests $(NBVAL_OPTS) $(NOTEBOOKS)
+	$(PY) -m pytest -q $(PYTEST_JOBS) --durations=15 --timings-record figures/results/timings.json \
+		tests $(NBVAL_OPTS) $(NOTEBOOKS)
 
 unit: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q $(PYTEST_JOBS) tests
 
 notebooks: install
-	$(PY) -m pytest -q $(NBVAL_OPTS) $(NOTEBOOKS)
+	$(PY) -m pytest -q $(PYTEST_JOBS) $(NBVAL_OPTS) $(NOTEBOOKS)
 
 reference: install
 	$(PY) -m lowrank_es run all --scale reference
 	$(PY) -m lowrank_es list
 
 claims: install
-	$(PY) -m lowrank_es claims --json figures/claims.json --md figures/claims.md
+	$(PY) -m lowrank_es claims --json figures/claims.json --md figures/claims.md --png figures/claims.png
 
 clean:
 	rm -rf $(VENV)

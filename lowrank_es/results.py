@@ -25,6 +25,14 @@ from lowrank_es.paths import REPO_ROOT, figures_dir
 SCALES = ("quick", "reference")
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so a reader running
+    beside the writer (a notebook and a test in two processes) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def results_dir() -> Path:
     """``figures/results/`` (created on demand)."""
     path = figures_dir() / "results"
@@ -84,10 +92,15 @@ def to_jsonable(x: Any) -> Any:
 
 
 def metadata() -> dict[str, Any]:
-    """Where and with what code a run happens: device, cores, jax version, code version, date."""
+    """Where and with what code a run happens: device, cores, jax version, code version, date,
+    and the noise generator ``EGGROLL(noise="auto")`` resolves to (an experiment whose config
+    names another generator says so in its config)."""
     import jax
 
+    from lowrank_es.es.noise import resolve
+
     return {
+        "noise_auto": resolve("auto"),
         "device": device_name(),
         "cpu_count": os.cpu_count(),
         # other work on the machine inflates wall times: the 1-minute load average says how much
@@ -106,7 +119,7 @@ def save_results(experiment: str, scale: str, config: Any, seeds: list[int], dat
               "data": to_jsonable(data)}
     path = Path(path) if path is not None else results_path(experiment, scale)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
     return path
 
 

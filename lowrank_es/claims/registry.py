@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lowrank_es.paths import figures_dir
-from lowrank_es.results import device_name, to_jsonable
+from lowrank_es.results import device_name, to_jsonable, write_text_atomic
 
 PAPERS = {
     "EGGROLL": "arXiv:2511.16652",
@@ -118,7 +118,7 @@ def register(
     return deco
 
 
-_NOT_TOPICS = {"registry", "cli"}
+_NOT_TOPICS = {"registry", "cli", "plot"}
 
 
 def load_topics() -> None:
@@ -188,7 +188,7 @@ def evaluate(
     if record and target is None:
         path = figures_dir() / "claims" / f"{claim.id}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(to_jsonable(rec), indent=1, sort_keys=True, default=str) + "\n")
+        write_text_atomic(path, json.dumps(to_jsonable(rec), indent=1, sort_keys=True, default=str) + "\n")
     return rec
 
 

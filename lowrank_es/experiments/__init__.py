@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from lowrank_es.paths import REPO_ROOT
-from lowrank_es.results import SCALES, describe, load_results, save_results, to_jsonable
+from lowrank_es.results import SCALES, describe, load_results, save_results, to_jsonable, write_text_atomic
 
 Job = Callable[[], Any]
 
@@ -156,7 +156,7 @@ def run(name: str, scale: str = "quick", seeds: int | Sequence[int] | None = Non
         parts[job_name], wall = result, wall + dt
         if resume:
             cache.mkdir(parents=True, exist_ok=True)
-            file.write_text(json.dumps({"key": key, "wall_s": dt, "result": result}) + "\n")
+            write_text_atomic(file, json.dumps({"key": key, "wall_s": dt, "result": result}) + "\n")
     t0 = time.perf_counter()
     data = exp.combine(cfg, seeds_t, parts) if exp.combine is not None else parts
     wall += time.perf_counter() - t0

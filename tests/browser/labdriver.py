@@ -106,11 +106,15 @@ def open_notebook(page, server: LabServer, relpath: str, timeout_s: float = 180)
     page.wait_for_function(KERNEL_IDLE, timeout=timeout_s * 1000)
 
 
-def run_all(page, timeout_s: float = 600) -> None:
-    """Run every cell and wait until each code cell has run and the kernel is idle."""
+def run_all(page, timeout_s: float = 600, calibrate=None) -> float | None:
+    """Run every cell and wait until each code cell has run and the kernel is idle. With
+    ``calibrate`` (a function returning seconds), it is called once while the cells run and its
+    result returned: the speed this process gets beside the busy kernel."""
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_timeout(1000)
+    seconds = calibrate() if calibrate else None
     page.wait_for_function(ALL_CELLS_RAN, timeout=timeout_s * 1000, polling=1000)
+    return seconds
 
 
 def error_outputs(page) -> list[str]:
@@ -125,6 +129,8 @@ class Change:
     label: str
     value: str
     output: str
+    seconds: float = 0.0  # from the click on *Run* until the kernel was idle again
+    calibration_s: float | None = None  # the calibration program, timed while the kernel ran
 
 
 def _controls(panel):
@@ -154,9 +160,17 @@ def _wait_idle(page, timeout_s: float) -> None:
 
 def press_run(page, panel, timeout_s: float = 300) -> str:
     """Click the panel's *Run* button and return the text its output area shows afterwards."""
+    return timed_run(page, panel, timeout_s)[0]
+
+
+def timed_run(page, panel, timeout_s: float = 300, calibrate=None) -> tuple[str, float, float | None]:
+    """:func:`press_run`, the seconds from the click until the kernel was idle again, and
+    ``calibrate()`` called once right after the click (None without it)."""
+    t0 = time.perf_counter()
     panel.locator("button", has_text="Run").first.click()
+    calibration = calibrate() if calibrate else None
     _wait_idle(page, timeout_s)
-    return panel.locator(".widget-output").inner_text()
+    return panel.locator(".widget-output").inner_text(), time.perf_counter() - t0, calibration
 
 
 def move(page, panel, which: int, steps: int = 2) -> tuple[str, str]:
@@ -224,15 +238,17 @@ def check_no_traceback(change: Change) -> None:
         f"{change.label} = {change.value} gave a traceback:\n{change.output[-2000:]}")
 
 
-def exercise_panel(page, panel, screenshot: Path | None = None, timeout_s: float = 300) -> list[Change]:
+def exercise_panel(page, panel, screenshot: Path | None = None, timeout_s: float = 300, calibrate=None) -> list[Change]:
     """Run the panel at its defaults, then move each control in turn, run, and check that the
     output changes and names the new value; then push a ``rank`` slider to its maximum and
-    check the answer is the one-line error rather than a traceback. Returns the changes made."""
-    before = press_run(page, panel, timeout_s)
-    changes = []
+    check the answer is the one-line error rather than a traceback. Returns the runs made, the
+    first at the defaults (label ``defaults``), each with its time (and ``calibrate()`` timed
+    during it, when given)."""
+    before, seconds, cal = timed_run(page, panel, timeout_s, calibrate)
+    changes = [Change("defaults", "", before, seconds, cal)]
     for which in range(len(_controls(panel))):
         label, value = move(page, panel, which)
-        change = Change(label, value, press_run(page, panel, timeout_s))
+        change = Change(label, value, *timed_run(page, panel, timeout_s, calibrate))
         check_change(before, change)
         changes.append(change)
         before = change.output
@@ -242,7 +258,7 @@ def exercise_panel(page, panel, screenshot: Path | None = None, timeout_s: float
     ranks = [i for i, (label, kind, _) in enumerate(_controls(panel)) if kind == "slider" and label == "rank"]
     for which in ranks:  # past the largest valid rank: the one-line error, not a traceback
         label, value = to_maximum(page, panel, which)
-        change = Change(label, value, press_run(page, panel, timeout_s))
+        change = Change(label, value, *timed_run(page, panel, timeout_s, calibrate))
         check_no_traceback(change)
         changes.append(change)
     return changes

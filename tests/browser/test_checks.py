@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import budget
 import labdriver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +30,17 @@ def test_check_change_fails_on_a_callback_that_ignores_its_input():
         labdriver.check_change(same, labdriver.Change("rank", "3", "rank 2, population 64: MSE 1e-4"))
     with pytest.raises(AssertionError, match="raised"):
         labdriver.check_change(same, labdriver.Change("rank", "3", "Traceback (most recent call last):"))
+
+
+def test_budget_guard_scales_with_the_calibration_and_flags_slow_runs():
+    ref = budget.REFERENCE_CALIBRATION_S
+    assert budget.allowed_seconds(15.0, ref) == 30.0  # twice the budget on the reference machine
+    assert budget.allowed_seconds(15.0, 2 * ref) == 60.0  # a machine half as fast gets twice the time
+    slow = budget.over_budget({"fast": (29.0, ref), "slow": (31.0, ref), "busy": (50.0, 2 * ref)}, 15.0)
+    assert len(slow) == 1 and slow[0].startswith("slow: 31.0 s > 30.0 s")
+    with pytest.raises(ValueError, match="calibration_s"):
+        budget.allowed_seconds(15.0, 0.0)
+    assert 0 < budget.calibration_seconds(repeats=1) < 60
 
 
 BROKEN = '''def explore(rank=1):

@@ -4,11 +4,16 @@ to ``figures/ui/<notebook>.png``."""
 
 from __future__ import annotations
 
+import functools
+import json
+import time
 from pathlib import Path
 
 import pytest
 
+import budget
 import labdriver
+from lowrank_es.notebook import source_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -17,27 +22,43 @@ SHOTS = ROOT / "figures" / "ui"
 
 @pytest.mark.browser
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_and_its_widgets_respond(page, lab, nb_path):
+def test_notebook_runs_and_its_widgets_respond(page, lab, nb_path, record_property):
     # JupyterLab may save the notebook it ran (autosave): put the committed file back, so the
     # saved outputs nbval compares are never the ones this test produced.
     committed = nb_path.read_bytes()
     try:
-        _run_and_exercise(page, lab, nb_path)
+        _run_and_exercise(page, lab, nb_path, record_property)
     finally:
         if nb_path.read_bytes() != committed:
             nb_path.write_bytes(committed)
 
 
-def _run_and_exercise(page, lab, nb_path: Path) -> None:
+def _run_and_exercise(page, lab, nb_path: Path, record_property) -> None:
     labdriver.open_notebook(page, lab, f"notebooks/{nb_path.name}")
-    labdriver.run_all(page)
+    calibrate = functools.partial(budget.calibration_seconds, repeats=1)
+    t0 = time.perf_counter()
+    run_all_cal = labdriver.run_all(page, calibrate=calibrate)
+    run_all_s = time.perf_counter() - t0
     assert labdriver.error_outputs(page) == []
     assert page.get_by_text("Jupyter news").count() == 0, "JupyterLab's news pop-up should be switched off"
     panels = page.locator(".lowrank-controls")
     SHOTS.mkdir(parents=True, exist_ok=True)
+    widget_runs: dict[str, tuple[float, float]] = {}
     for i in range(panels.count()):
         shot = SHOTS / f"{nb_path.stem}.png" if i == 0 else None
-        changes = labdriver.exercise_panel(page, panels.nth(i), screenshot=shot)
-        assert len(changes) >= 1
+        changes = labdriver.exercise_panel(page, panels.nth(i), screenshot=shot, calibrate=calibrate)
+        assert len(changes) >= 2, "a panel must have at least one control"
+        widget_runs.update({f"panel {i}: {c.label} {c.value}".strip(): (c.seconds, c.calibration_s) for c in changes})
     if panels.count() == 0:
         page.screenshot(path=str(SHOTS / f"{nb_path.stem}.png"))
+    # which version of the notebook the screenshot shows (tests/test_figures.py checks it is the current one)
+    (SHOTS / f"{nb_path.stem}.json").write_text(json.dumps({"notebook_sha256": source_digest(nb_path)}) + "\n")
+    # the guard against slow notebooks and widgets: each time as a ratio to the calibration program,
+    # timed in this process while the kernel ran (so other load on the machine slows both alike)
+    record_property("browser_timing", {
+        "notebook": nb_path.stem, "run_all_s": round(run_all_s, 1), "run_all_calibration_s": round(run_all_cal, 3),
+        "widget_runs_s": {k: round(v[0], 1) for k, v in widget_runs.items()},
+        "widget_calibration_s": {k: round(v[1], 3) for k, v in widget_runs.items()}})
+    slow = budget.over_budget({"run all": (run_all_s, run_all_cal)}, budget.NOTEBOOK_BUDGET_S)
+    slow += budget.over_budget(widget_runs, budget.WIDGET_BUDGET_S)
+    assert not slow, f"{nb_path.name} is over its time budget:\n" + "\n".join(slow)

@@ -1,0 +1,141 @@
+"""Test-session plumbing shared by the unit tests, the browser tests and nbval.
+
+* With ``-n`` (pytest-xdist) a notebook's browser test and its nbval cells stay on one worker, in
+  that order, longest notebook first (by the last timing record).
+* ``--timings-record PATH`` writes where the time went (per test file, per notebook under nbval, per
+  notebook and widget panel in the browser) to a JSON file; ``make test`` writes
+  ``figures/results/timings.json``. Growth shows in its diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser):
+    parser.addoption("--timings-record", default=None, metavar="PATH",
+                     help="write per-file, per-notebook and per-widget timings of this run to PATH (JSON)")
+
+
+def _notebook_of(nodeid: str) -> str | None:
+    """The notebook a test item exercises: an nbval cell's file, or a browser test's parameter."""
+    file = nodeid.split("::", 1)[0]
+    if file.endswith(".ipynb"):
+        return Path(file).stem
+    m = re.search(r"test_notebooks_in_browser\.py::\w+\[(\w+)\]", nodeid)
+    return m.group(1) if m else None
+
+
+def _previous_seconds() -> dict[str, float]:
+    """Seconds per notebook (browser + nbval) in the last recorded run, to start the longest first."""
+    path = ROOT / "figures" / "results" / "timings.json"
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, float] = defaultdict(float)
+    for file, v in rec.get("files", {}).items():
+        if file.endswith(".ipynb"):
+            out[Path(file).stem] += v["seconds"]
+    for nb, v in rec.get("browser", {}).items():
+        out[nb] += v.get("run_all_s", 0.0) + sum(v.get("widget_runs_s", {}).values())
+    return out
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Each notebook's browser test, then its nbval cells, longest notebook first, then the rest:
+    under xdist one notebook is one unit of work, so nbval reuses what the browser test compiled
+    (through the persistent cache) instead of compiling it again beside it."""
+    seconds = _previous_seconds()
+    rank = {nb: i for i, nb in enumerate(sorted({n for n in map(_notebook_of, (i.nodeid for i in items)) if n},
+                                                 key=lambda n: (-seconds.get(n, float("inf")), n)))}
+
+    def key(item):
+        nb = _notebook_of(item.nodeid)
+        return (0, rank[nb], 0 if "browser" in item.nodeid else 1) if nb else (1, 0, 0)
+
+    items[:] = sorted(items, key=key)  # stable: cells keep their order
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist: a notebook's browser test and its nbval cells form one unit of work,
+    run in that order on one worker (nbval runs the cells in order in one kernel); every other
+    test is a unit of its own."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebookScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            nb = _notebook_of(nodeid)
+            return f"notebook {nb}" if nb else nodeid
+
+    return NotebookScheduling(config, log)
+
+
+def _is_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+class _Record:
+    """Collects test reports on the controlling process (xdist forwards the workers' reports)."""
+
+    def __init__(self, path: Path):
+        self.path, self.t0, self.load0 = path, time.time(), os.getloadavg()
+        self.files: dict[str, dict] = defaultdict(lambda: {"seconds": 0.0, "tests": 0})
+        self.outcomes: dict[str, int] = defaultdict(int)
+        self.nbval_cells = 0
+        self.browser: dict[str, dict] = {}
+
+    def pytest_runtest_logreport(self, report) -> None:
+        file = report.nodeid.split("::", 1)[0]
+        entry = self.files[file]
+        entry["seconds"] += report.duration
+        if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+            entry["tests"] += 1
+            self.outcomes[report.outcome] += 1
+            if file.endswith(".ipynb"):
+                self.nbval_cells += 1
+        for name, value in report.user_properties:
+            if name == "browser_timing":
+                self.browser[value["notebook"]] = value
+
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
+        files = {k: {"seconds": round(v["seconds"], 1), "tests": v["tests"]} for k, v in sorted(self.files.items())}
+        groups = defaultdict(float)
+        for k, v in files.items():
+            groups["nbval" if k.endswith(".ipynb") else "browser" if k.startswith("tests/browser") else "unit"] += v["seconds"]
+        record = {
+            "what": "make test: seconds per test file (setup + call + teardown, summed over tests, so with "
+                    "xdist the groups add up to more than the wall time), per notebook under nbval, and per "
+                    "notebook and widget run in the browser; budgets are checked as ratios to a calibration "
+                    "program (tests/browser/budget.py)",
+            "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.t0)),
+            "wall_s": round(time.time() - self.t0, 1),
+            "exit_status": int(exitstatus),
+            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                        "load_average_start": [round(x, 2) for x in self.load0],
+                        "load_average_end": [round(x, 2) for x in os.getloadavg()]},
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "nbval_cells": self.nbval_cells,
+            "group_seconds": {k: round(v, 1) for k, v in sorted(groups.items())},
+            "files": files,
+            "browser": dict(sorted(self.browser.items())),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def pytest_configure(config):
+    path = config.getoption("--timings-record")
+    if path and not _is_worker(config):
+        config.pluginmanager.register(_Record(Path(path)), "timings-record")
