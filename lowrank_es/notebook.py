@@ -70,3 +70,13 @@ def controls(fn, *, button: str = "Run", **widgets_kwargs):
     ui = ipywidgets.interactive(guarded, {"manual": True, "manual_name": button}, **widgets_kwargs)
     ui.add_class("lowrank-controls")
     display(ui)
+
+
+def source_digest(notebook_path: str | Path) -> str:
+    """sha256 of a notebook's cell sources, outputs excluded: names the version of a notebook
+    that a screenshot (``figures/ui/``) was taken of."""
+    import hashlib
+    import json
+
+    nb = json.loads(Path(notebook_path).read_text())
+    return hashlib.sha256("\n".join("".join(c["source"]) for c in nb["cells"]).encode()).hexdigest()

@@ -154,6 +154,22 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float]:
     return float(v.mean()), float(half)
 
 
+def median_ci(values, level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free interval of the median: order statistics ``x_(j)`` and ``x_(n-j+1)``
+    with ``j`` the largest rank such that P(Binomial(n, 1/2) < j) <= (1 - level) / 2, so the
+    coverage is at least ``level`` for any continuous distribution (n = 15: x_(4), x_(12)).
+    values: (n >= 6,) independent rounds (fewer cannot reach 95%)."""
+    v = np.sort(np.asarray(values, float))
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if v.ndim != 1 or v.size < 2:
+        raise ValueError(f"values must be a 1-d sequence of at least 2 rounds, got shape {v.shape}")
+    j = int(_st.binom.ppf((1 - level) / 2, v.size, 0.5))
+    if j < 1:
+        raise ValueError(f"{v.size} values cannot give a {level:.0%} interval of the median (need >= 6 at 95%)")
+    return float(v[j - 1]), float(v[v.size - j])
+
+
 def proportion_ci(per_item, level: float = 0.95) -> tuple[float, float]:
     """Mean and normal-approximation half-width of a mean of per-item scores in [0, 1] (items
     independent, e.g. test prompts), from their sample standard deviation."""

@@ -34,7 +34,7 @@ def test_committed_reference_results_name_their_provenance():
     for path in sorted((ROOT / "figures" / "results").glob("*__reference.json")):
         rec = json.loads(path.read_text())
         for key in ("experiment", "scale", "config", "seeds", "device", "cpu_count", "jax_version",
-                    "code_version", "date", "wall_s", "data"):
+                    "code_version", "date", "wall_s", "data", "noise_auto"):
             assert key in rec, f"{path.name} lacks {key}"
         assert rec["scale"] == "reference" and path.name == f"{rec['experiment']}__reference.json"
         assert not rec["code_version"].endswith("-dirty"), f"{path.name} was run from an uncommitted tree"

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lowrank_es claims", description=__doc__)
     p.add_argument("--json", type=Path, help="write the records as a JSON list to this path")
     p.add_argument("--md", type=Path, help="write a Markdown table to this path")
+    p.add_argument("--png", type=Path, help="write the verdicts as one figure to this path (figures/claims.png)")
     p.add_argument("--no-live", action="store_true", help="report every claim from its record")
     p.add_argument("--only", metavar="PREFIX", help="only the claims whose id starts with PREFIX")
     args = p.parse_args(argv)
@@ -57,4 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", "## Statements", ""]
         lines += [f"- `{r['id']}` ({r['paper']}): {r['statement']} — *{r['source']}*" for r in records]
         args.md.write_text("\n".join(lines) + "\n")
+    if args.png:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from lowrank_es.claims.plot import claims_figure
+
+        claims_figure(records).savefig(args.png, dpi=110, bbox_inches="tight", metadata={"Software": None})
     return 0

@@ -57,7 +57,8 @@ def vs_grpo(results: dict | None = None) -> Measurement:
     e, g = rec["data"]["eggroll"]["final"], rec["data"]["grpo"]["final"]
     diff, half = welch_ci(e, g)
     tokens = {m: [log["tokens"] for log in rec["data"][m]["logs"]] for m in ("eggroll", "grpo")}
-    return Measurement(diff - half, half, seeds=min(len(e), len(g)), scale=rec["scale"], device=rec.get("device"),
+    # the measured value is an interval's lower end: its half-width is in details, not an uncertainty
+    return Measurement(diff - half, None, seeds=min(len(e), len(g)), scale=rec["scale"], device=rec.get("device"),
                        details={"difference": diff, "ci_half": half, "eggroll_mean": float(np.mean(e)),
                                 "grpo_mean": float(np.mean(g)), "eggroll_per_seed": list(map(float, e)),
                                 "grpo_per_seed": list(map(float, g)), "tokens": tokens, "margin": MARGIN})

@@ -89,16 +89,21 @@ def jobs(cfg: SweepConfig, seeds: tuple[int, ...]) -> dict:
 
 
 def shared_note(data: dict[str, Any]) -> str:
-    """Whether other processes loaded the machine while the claimed points ran (1-minute load
-    average against the core count)."""
+    """Whether other processes loaded the machine while the points ran: the 1-minute load average
+    at the start of each point against the core count, and the 5- and 15-minute averages at the
+    first point (a machine busy just before the run is not called idle)."""
     env = data["environment"]
-    loads = [r["load_average"][0] for r in data["claim_rows"] + data["rows"] if r.get("load_average")]
+    loads = [r["load_average"] for r in data["claim_rows"] + data["rows"] if r.get("load_average")]
     if not loads:
         return "load average not recorded"
-    cores, worst = env.get("cpu_count") or 1, max(loads)
-    state = "shared: other processes ran" if worst > cores + 0.5 else "otherwise idle"
-    return (f"machine {state} (1-minute load average {min(loads):.2g}-{worst:.2g} on {cores} cores "
-            "at the start of the points; wall times are inflated under load, CPU-time ratios less so)")
+    cores = env.get("cpu_count") or 1
+    worst = max(x[0] for x in loads)
+    before = max(loads[0][1:]) if len(loads[0]) == 3 else 0.0
+    state = ("shared: other processes ran" if worst > cores + 0.5
+             else "busy just before the run" if before > cores + 0.5 else "otherwise idle")
+    return (f"machine {state} (1-minute load average {min(x[0] for x in loads):.2g}-{worst:.2g} on {cores} cores "
+            f"at the start of the points, 5- and 15-minute {loads[0][1]:.2g} / {loads[0][2]:.2g} at the first; "
+            "wall times are inflated under load, CPU-time ratios less so)")
 
 
 def combine(cfg: SweepConfig, seeds: tuple[int, ...], parts: dict) -> dict:

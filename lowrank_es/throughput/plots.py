@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lowrank_es.throughput.summary import CLAIM_POINTS, select
+from lowrank_es.throughput.summary import CLAIM_POINTS, ratios, select, threshold
 
 
 def _series(results, model, sweep, x, contender, phase="forward", rank=None, key="member_tokens_per_s"):
@@ -69,28 +69,43 @@ def plot_memory(results: dict[str, Any], ax, *, model: str = "mlp", sweep: str =
 
 def plot_ratios(results: dict[str, Any], ax, *, model: str = "mlp", sweep: str = "hidden", which: str = "vs_inference",
                 phase: str = "forward"):
-    """EGGROLL throughput / plain inference (or / naive ES) along a sweep, one line per rank."""
+    """EGGROLL throughput / plain inference (or / naive ES) along a sweep, one line per rank: the
+    median over rounds, bars from the slowest to the fastest round; the claimed point (timed apart,
+    more rounds) as a black diamond with its median's 95% interval, and the target of the
+    results' platform."""
     import seaborn as sns
+
+    from lowrank_es.stats import median_ci
 
     x = "hidden" if sweep == "hidden" else "population"
     ranks = results["config"]["ranks"]
     pal = sns.color_palette("viridis", len(ranks))
     pts_rows = {(r["hidden"], r["population"]) for r in select(results, model=model, sweep=sweep)}
+    fresh = ratios(results["rows"])  # recomputed: older records' summaries lack the per-round ratios
     for c, rk in zip(pal, ranks):
-        pts = sorted((q[x], q[which]) for q in results["summary"]["ratios"]
+        pts = sorted((q[x], q[which], q.get(f"{which}_rounds") or [q[which]]) for q in fresh
                      if q["model"] == model and q["rank"] == rk and q["phase"] == phase and q[which] is not None
                      and (q["hidden"], q["population"]) in pts_rows)
         if pts:
-            ax.plot(*zip(*pts), "-o", color=c, ms=4, label=f"r={rk}")
-    target = CLAIM_POINTS[which]["low"]
-    ax.axhline(target, color="tab:red", ls="--", label=f"target {target:g}x")
+            xs, ys, rounds = zip(*pts)
+            err = [[y - min(r) for y, r in zip(ys, rounds)], [max(r) - y for y, r in zip(ys, rounds)]]
+            ax.errorbar(xs, ys, yerr=err, fmt="-o", color=c, ms=4, capsize=2, lw=1.2, label=f"r={rk}")
+    claim = results["summary"].get(which)
+    if claim and claim.get("model") == model and claim.get(x) is not None and claim.get("round_ratios"):
+        q = claim["round_ratios"]
+        lo, hi = median_ci(q) if len(q) >= 6 else (min(q), max(q))
+        ax.errorbar([claim[x]], [claim["ratio"]], yerr=[[claim["ratio"] - lo], [hi - claim["ratio"]]], fmt="D",
+                    color="k", ms=6, capsize=3, zorder=5, label=f"claimed point ({len(q)} rounds)")
+    platform = "gpu" if str((results.get("environment") or {}).get("platform", "cpu")) == "gpu" else "cpu"
+    target = threshold(which, platform)
+    ax.axhline(target, color="tab:red", ls="--", label=f"target {target:g}x ({platform})")
     if which == "vs_inference":
         ax.axhline(1.0, color="k", lw=0.8)
     else:
         ax.set_yscale("log")
     ax.set_xscale("log", base=2)
     ax.set_xlabel(x)
-    ax.set_ylabel(f"EGGROLL / {'inference' if which == 'vs_inference' else 'naive ES'} ({phase})")
+    ax.set_ylabel(f"EGGROLL / {'inference' if which == 'vs_inference' else 'naive ES'} ({phase}, median of rounds)")
 
 
 def plot_results(results: dict[str, Any], *, model: str = "mlp"):

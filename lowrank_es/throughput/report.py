@@ -33,7 +33,9 @@ each program first runs untimed for as long as its timed block: freeing naive ES
 weights slowed the next program for up to a second, and programs carry over caches and freed
 buffers. Ratios are medians over rounds of paired time ratios, wall clock and (CPU only) process
 CPU time (all threads: the work done, which other processes' load inflates less than wall time).
-The claimed points are timed apart, inference and rank-1 EGGROLL only, for more rounds. Memory is
+The claimed points are timed apart, inference and rank-1 EGGROLL only, for more rounds, and a claim
+is judged on the lower end of the distribution-free 95% interval of the median over those rounds
+(order statistics; with fewer than 6 rounds, on the slowest round), not on the median. Memory is
 XLA's account of each compiled program (`compiled.memory_analysis()`: arguments + outputs +
 temporaries); a program needing more than the budget is compiled but not run ("skipped")."""
 
