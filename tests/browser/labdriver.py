@@ -80,6 +80,21 @@ class LabServer:
         self.close()
         raise RuntimeError(f"jupyter lab did not answer on {self.url} within 120 s; see {log}")
 
+    def kernel_cpu_seconds(self) -> float:
+        """CPU seconds (user + system, threads and children included) used so far by the kernels
+        this server runs: unlike wall time, the work a run does, whatever else loads the machine."""
+        import psutil
+
+        total = 0.0
+        for proc in psutil.Process(self.proc.pid).children(recursive=True):
+            try:
+                if "ipykernel" in " ".join(proc.cmdline()):
+                    t = proc.cpu_times()
+                    total += t.user + t.system + t.children_user + t.children_system
+            except psutil.Error:  # a kernel that ended meanwhile
+                continue
+        return total
+
     def shutdown_kernels(self) -> None:
         """Stop every kernel the server runs (each holds a JAX process)."""
         import json
@@ -106,15 +121,11 @@ def open_notebook(page, server: LabServer, relpath: str, timeout_s: float = 180)
     page.wait_for_function(KERNEL_IDLE, timeout=timeout_s * 1000)
 
 
-def run_all(page, timeout_s: float = 600, calibrate=None) -> float | None:
-    """Run every cell and wait until each code cell has run and the kernel is idle. With
-    ``calibrate`` (a function returning seconds), it is called once while the cells run and its
-    result returned: the speed this process gets beside the busy kernel."""
+def run_all(page, timeout_s: float = 600) -> None:
+    """Run every cell and wait until each code cell has run and the kernel is idle."""
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_timeout(1000)
-    seconds = calibrate() if calibrate else None
     page.wait_for_function(ALL_CELLS_RAN, timeout=timeout_s * 1000, polling=1000)
-    return seconds
 
 
 def error_outputs(page) -> list[str]:
@@ -130,7 +141,7 @@ class Change:
     value: str
     output: str
     seconds: float = 0.0  # from the click on *Run* until the kernel was idle again
-    calibration_s: float | None = None  # the calibration program, timed while the kernel ran
+    cpu_s: float | None = None  # the kernel's CPU time meanwhile
 
 
 def _controls(panel):
@@ -153,24 +164,33 @@ def _value(kind: str, box) -> str:
     return box.locator("select").evaluate("s => s.options[s.selectedIndex].text")
 
 
-def _wait_idle(page, timeout_s: float) -> None:
-    page.wait_for_timeout(500)
-    page.wait_for_function(KERNEL_IDLE, timeout=timeout_s * 1000, polling=250)
-
-
 def press_run(page, panel, timeout_s: float = 300) -> str:
     """Click the panel's *Run* button and return the text its output area shows afterwards."""
     return timed_run(page, panel, timeout_s)[0]
 
 
-def timed_run(page, panel, timeout_s: float = 300, calibrate=None) -> tuple[str, float, float | None]:
-    """:func:`press_run`, the seconds from the click until the kernel was idle again, and
-    ``calibrate()`` called once right after the click (None without it)."""
+WATCH_BUSY = """() => { window.__lowrankBusy = false;
+  const s = window.jupyterapp.shell.currentWidget.sessionContext.session;
+  if (!window.__lowrankWatched) { window.__lowrankWatched = true;
+    s.kernel.statusChanged.connect((_, st) => { if (st === 'busy') window.__lowrankBusy = true; }); } }"""
+
+
+def timed_run(page, panel, timeout_s: float = 300, meter=None) -> tuple[str, float, float | None]:
+    """:func:`press_run`, the seconds from the click until the kernel was idle again, and how
+    much ``meter()`` (e.g. :meth:`LabServer.kernel_cpu_seconds`) grew meanwhile (None without it)."""
+    page.evaluate(WATCH_BUSY)
+    before = meter() if meter else None
     t0 = time.perf_counter()
     panel.locator("button", has_text="Run").first.click()
-    calibration = calibrate() if calibrate else None
-    _wait_idle(page, timeout_s)
-    return panel.locator(".widget-output").inner_text(), time.perf_counter() - t0, calibration
+    try:  # the kernel must have started the run before "idle" means it finished
+        page.wait_for_function("() => window.__lowrankBusy", timeout=10000, polling=100)
+    except Exception as err:  # a run over before the first poll still counts
+        if "Timeout" not in type(err).__name__:
+            raise
+    page.wait_for_function(KERNEL_IDLE, timeout=timeout_s * 1000, polling=250)
+    seconds = time.perf_counter() - t0
+    used = meter() - before if meter else None
+    return panel.locator(".widget-output").inner_text(), seconds, used
 
 
 def move(page, panel, which: int, steps: int = 2) -> tuple[str, str]:
@@ -238,17 +258,17 @@ def check_no_traceback(change: Change) -> None:
         f"{change.label} = {change.value} gave a traceback:\n{change.output[-2000:]}")
 
 
-def exercise_panel(page, panel, screenshot: Path | None = None, timeout_s: float = 300, calibrate=None) -> list[Change]:
+def exercise_panel(page, panel, screenshot: Path | None = None, timeout_s: float = 300, meter=None) -> list[Change]:
     """Run the panel at its defaults, then move each control in turn, run, and check that the
     output changes and names the new value; then push a ``rank`` slider to its maximum and
     check the answer is the one-line error rather than a traceback. Returns the runs made, the
-    first at the defaults (label ``defaults``), each with its time (and ``calibrate()`` timed
-    during it, when given)."""
-    before, seconds, cal = timed_run(page, panel, timeout_s, calibrate)
+    first at the defaults (label ``defaults``), each with its wall time (and the growth of
+    ``meter()``, when given)."""
+    before, seconds, cal = timed_run(page, panel, timeout_s, meter)
     changes = [Change("defaults", "", before, seconds, cal)]
     for which in range(len(_controls(panel))):
         label, value = move(page, panel, which)
-        change = Change(label, value, *timed_run(page, panel, timeout_s, calibrate))
+        change = Change(label, value, *timed_run(page, panel, timeout_s, meter))
         check_change(before, change)
         changes.append(change)
         before = change.output
@@ -258,7 +278,7 @@ def exercise_panel(page, panel, screenshot: Path | None = None, timeout_s: float
     ranks = [i for i, (label, kind, _) in enumerate(_controls(panel)) if kind == "slider" and label == "rank"]
     for which in ranks:  # past the largest valid rank: the one-line error, not a traceback
         label, value = to_maximum(page, panel, which)
-        change = Change(label, value, *timed_run(page, panel, timeout_s, calibrate))
+        change = Change(label, value, *timed_run(page, panel, timeout_s, meter))
         check_no_traceback(change)
         changes.append(change)
     return changes

@@ -33,14 +33,19 @@ def test_check_change_fails_on_a_callback_that_ignores_its_input():
 
 
 def test_budget_guard_scales_with_the_calibration_and_flags_slow_runs():
-    ref = budget.REFERENCE_CALIBRATION_S
-    assert budget.allowed_seconds(15.0, ref) == 30.0  # twice the budget on the reference machine
-    assert budget.allowed_seconds(15.0, 2 * ref) == 60.0  # a machine half as fast gets twice the time
-    slow = budget.over_budget({"fast": (29.0, ref), "slow": (31.0, ref), "busy": (50.0, 2 * ref)}, 15.0)
-    assert len(slow) == 1 and slow[0].startswith("slow: 31.0 s > 30.0 s")
+    ref, cpu = budget.REFERENCE_CALIBRATION_S, budget.CPU_PER_WALL_S
+    limit = 2 * 15.0 * cpu  # twice the budget, in kernel CPU seconds, on the reference machine
+    assert budget.allowed_seconds(15.0, ref) == pytest.approx(limit)
+    assert budget.allowed_seconds(15.0, 2 * ref) == pytest.approx(2 * limit)  # a machine half as fast
+    slow = budget.over_budget({"fast": limit - 1, "slow": limit + 1}, 15.0, ref)
+    assert len(slow) == 1 and slow[0].startswith(f"slow: {limit + 1:.1f} CPU s > {limit:.1f} s")
+    assert budget.over_budget({"slow": limit + 1}, 15.0, 2 * ref) == []
     with pytest.raises(ValueError, match="calibration_s"):
         budget.allowed_seconds(15.0, 0.0)
     assert 0 < budget.calibration_seconds(repeats=1) < 60
+    assert budget.notebook_budget("01_eggroll_mechanics") == budget.NOTEBOOK_BUDGET_S
+    assert all(budget.notebook_budget(nb) > budget.NOTEBOOK_BUDGET_S for nb in budget.OVER_BUDGET_S)
+    assert set(budget.OVER_BUDGET_S) <= {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")}
 
 
 BROKEN = '''def explore(rank=1):
