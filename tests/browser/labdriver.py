@@ -178,6 +178,10 @@ WATCH_BUSY = """() => { window.__lowrankBusy = false;
 def timed_run(page, panel, timeout_s: float = 300, meter=None) -> tuple[str, float, float | None]:
     """:func:`press_run`, the seconds from the click until the kernel was idle again, and how
     much ``meter()`` (e.g. :meth:`LabServer.kernel_cpu_seconds`) grew meanwhile (None without it)."""
+    # let the messages of the control just moved settle, so the busy state watched for below is
+    # the run's own
+    page.wait_for_timeout(300)
+    page.wait_for_function(KERNEL_IDLE, timeout=timeout_s * 1000, polling=100)
     page.evaluate(WATCH_BUSY)
     before = meter() if meter else None
     t0 = time.perf_counter()
@@ -187,6 +191,7 @@ def timed_run(page, panel, timeout_s: float = 300, meter=None) -> tuple[str, flo
     except Exception as err:  # a run over before the first poll still counts
         if "Timeout" not in type(err).__name__:
             raise
+    page.wait_for_timeout(500)
     page.wait_for_function(KERNEL_IDLE, timeout=timeout_s * 1000, polling=250)
     seconds = time.perf_counter() - t0
     used = meter() - before if meter else None
