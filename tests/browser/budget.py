@@ -2,8 +2,8 @@
 
 A notebook's quick run should take at most ``NOTEBOOK_BUDGET_S`` and a widget's *Run* at most
 ``WIDGET_BUDGET_S`` on an idle 2-core CPU. The guard measures a run by the kernel's CPU time
-(compiling dominates and is single-threaded, so on an idle machine it is about the wall time, and
-unlike wall time it does not grow when the test's other worker loads the machine), and a fixed
+(compiling dominates; CPU time grows much less than wall time when the test's other worker loads
+the machine, and a budget in wall seconds is converted with ``CPU_PER_WALL_S``), and a fixed
 calibration program by its CPU time in the test process: a run fails when its CPU time, divided
 by the calibration's, exceeds twice the budget divided by the calibration time on the reference
 machine. A regression guard, not a benchmark; the timing record keeps the wall times too.
@@ -18,16 +18,22 @@ WIDGET_BUDGET_S = 15.0
 #: ``calibration_seconds()`` on the reference machine (an idle 2-core x86-64 CPU, Python 3.11).
 REFERENCE_CALIBRATION_S = 0.23
 TOLERANCE = 2.0
-#: CPU seconds a kernel uses per wall second of a cold notebook run on the reference machine (XLA
-#: compiles and runs on both cores): notebook 01 took 28 s of wall and 41 s of kernel CPU time.
-CPU_PER_WALL_S = 1.5
+#: Kernel CPU seconds per wall second of a cold notebook run on the reference machine, idle: up to
+#: 2.3 in a clean-clone `make test` (2026-12-04: notebook 12, 168 CPU s where it takes 72 s of wall
+#: alone; the two workers' kernels compete, and CPU time grows under that too, if less than wall).
+CPU_PER_WALL_S = 2.3
 #: Notebooks whose quick run is known to exceed NOTEBOOK_BUDGET_S, with the seconds it takes on the
 #: reference machine from a cold compilation cache: the guard holds them to twice that instead,
 #: so they cannot get slower unnoticed. Each is an open defect, not a new budget.
+#: Measured 2026-12-04, every notebook executed alone from a cold cache on an idle 2-core machine.
 OVER_BUDGET_S = {
-    # experiments.run("brs", "quick") took 128 s from a cold cache on an idle 2-core machine
-    # (2026-12-04), most of it compiling the Coin Game BRS trainer and the IPD runs
-    "13_best_response_shaping": 130.0,
+    "04_int8_language_model": 64.0,
+    "06_throughput": 61.0,
+    "10_social_dilemmas": 88.0,
+    "12_advantage_alignment": 72.0,
+    # most of it compiling the Coin Game BRS trainer and the IPD runs of experiments.run("brs", "quick")
+    "13_best_response_shaping": 128.0,
+    "14_es_shaper": 61.0,
 }
 
 
