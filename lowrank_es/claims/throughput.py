@@ -16,8 +16,7 @@ from typing import Any
 
 from lowrank_es import experiments
 from lowrank_es.claims.registry import Measurement, Target, register
-from lowrank_es.stats import median_ci
-from lowrank_es.throughput.summary import CLAIM_POINTS, claim_point, judged_ratio, threshold
+from lowrank_es.throughput.summary import CLAIM_POINTS, MIN_ROUNDS_FOR_CI, claim_point, judged_interval, threshold
 
 
 def _measurement(results: dict[str, Any], key: str, min_rounds: int = 1) -> Measurement:
@@ -41,10 +40,11 @@ def _measurement(results: dict[str, Any], key: str, min_rounds: int = 1) -> Meas
         details["reason"] = f"measured over {p['rounds']} rounds, the claim needs >= {min_rounds}"
         return Measurement(measured=math.nan, details=details, **where)
     details.update(median=float(p["ratio"]), half_range=p["spread"])
-    value, details["judged_on"] = judged_ratio(p)
-    if len(p.get("round_ratios") or []) >= 6:
-        details["median_ci95"] = list(median_ci(p["round_ratios"]))
-    return Measurement(measured=value, seeds=len(p.get("round_ratios") or [p["ratio"]]), details=details, **where)
+    low, high, details["judged_on"] = judged_interval(p)
+    rounds = len(p.get("round_ratios") or [p["ratio"]])
+    if rounds >= MIN_ROUNDS_FOR_CI:
+        details["median_ci95"] = [low, high]
+    return Measurement(measured=low, seeds=rounds, details=details, **where)
 
 
 def _gpu(results: dict[str, Any] | None) -> dict[str, Any]:

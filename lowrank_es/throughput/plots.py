@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lowrank_es.throughput.summary import CLAIM_POINTS, ratios, select, threshold
+from lowrank_es.throughput.summary import judged_interval, ratios, select, threshold
 
 
 def _series(results, model, sweep, x, contender, phase="forward", rank=None, key="member_tokens_per_s"):
@@ -75,8 +75,6 @@ def plot_ratios(results: dict[str, Any], ax, *, model: str = "mlp", sweep: str =
     results' platform."""
     import seaborn as sns
 
-    from lowrank_es.stats import median_ci
-
     x = "hidden" if sweep == "hidden" else "population"
     ranks = results["config"]["ranks"]
     pal = sns.color_palette("viridis", len(ranks))
@@ -93,7 +91,7 @@ def plot_ratios(results: dict[str, Any], ax, *, model: str = "mlp", sweep: str =
     claim = results["summary"].get(which)
     if claim and claim.get("model") == model and claim.get(x) is not None and claim.get("round_ratios"):
         q = claim["round_ratios"]
-        lo, hi = median_ci(q) if len(q) >= 6 else (min(q), max(q))
+        lo, hi, _ = judged_interval(claim)
         ax.errorbar([claim[x]], [claim["ratio"]], yerr=[[claim["ratio"] - lo], [hi - claim["ratio"]]], fmt="D",
                     color="k", ms=6, capsize=3, zorder=5, label=f"claimed point ({len(q)} rounds)")
     platform = "gpu" if str((results.get("environment") or {}).get("platform", "cpu")) == "gpu" else "cpu"

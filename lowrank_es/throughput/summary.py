@@ -124,16 +124,22 @@ def claim_point(results: dict[str, Any], key: str) -> dict[str, Any] | None:
     return None
 
 
-def judged_ratio(point: dict[str, Any]) -> tuple[float, str]:
-    """The value a claimed ratio is judged on, and how it was taken: the lower end of the
-    distribution-free 95% interval of the median over rounds, or the slowest round when fewer
-    than 6 rounds cannot give that interval."""
+#: Fewer paired rounds than this cannot give a 95% interval of the median (order statistics).
+MIN_ROUNDS_FOR_CI = 6
+
+
+def judged_interval(point: dict[str, Any]) -> tuple[float, float, str]:
+    """The interval a claimed ratio is judged by, and how it was taken: the distribution-free 95%
+    interval of the median over rounds, or the slowest and fastest round when fewer than
+    ``MIN_ROUNDS_FOR_CI`` rounds cannot give it. A claim is judged on its lower end."""
     from lowrank_es.stats import median_ci
 
     rounds = point.get("round_ratios") or [point["ratio"]]
-    if len(rounds) < 6:
-        return float(min(rounds)), f"the smallest of {len(rounds)} round ratios (< 6 rounds: no 95% interval of the median)"
-    return median_ci(rounds)[0], "the lower end of the 95% interval of the median"
+    if len(rounds) < MIN_ROUNDS_FOR_CI:
+        return (float(min(rounds)), float(max(rounds)),
+                f"the smallest of {len(rounds)} round ratios (< {MIN_ROUNDS_FOR_CI} rounds: no 95% interval of the median)")
+    low, high = median_ci(rounds)
+    return low, high, "the lower end of the 95% interval of the median"
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lowrank_es.throughput.summary import CLAIM_POINTS, find, judged_ratio, ratios, threshold
+from lowrank_es.throughput.summary import CLAIM_POINTS, find, judged_interval, ratios, threshold
 
 
 def fmt_rate(x: float | None) -> str:
@@ -172,7 +172,7 @@ def claims_table(results: dict[str, Any], keys: tuple[str, ...] = tuple(CLAIM_PO
         if p is None:
             body.append([f"`eggroll.throughput.{key}{suffix}`", "not measured"] + ["—"] * 7 + ["no"])
             continue
-        judged = judged_ratio(p)[0]
+        judged = judged_interval(p)[0]
         body.append([f"`eggroll.throughput.{key}{suffix}`", f"{p['model']} {p['hidden']} / {p['population']}, r={p['rank']}",
                      f"**{p['ratio']:.3g}**", "—" if p.get("ratio_cpu") is None else f"{p['ratio_cpu']:.3g}",
                      str(p["rounds"]), "—" if p.get("spread") is None else f"{p['spread']:.2g}",
