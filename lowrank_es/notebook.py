@@ -1,4 +1,4 @@
-"""Small helpers every notebook uses: the FULL switch, figure saving, plot style."""
+"""Small helpers every notebook uses: the FULL switch, figure saving, plot style, widgets."""
 
 from __future__ import annotations
 
@@ -41,6 +41,23 @@ def progress(iterable, **kwargs):
 
     show = FULL or os.environ.get("LOWRANK_ES_PROGRESS", "0") == "1"
     return tqdm(iterable, disable=not show, **kwargs)
+
+
+#: The label of the full-rank entry of every rank control: full-rank Gaussian perturbations
+#: (OpenES / naive ES), passed to the callback as ``rank=None``.
+FULL_RANK = "full"
+
+
+def rank_options(*ranks: int) -> list[tuple[str, int | None]]:
+    """Options of a rank control (a ``Dropdown`` or ``SelectionSlider``): each rank, then
+    ``"full"`` with the value ``None`` (full-rank noise), the one full-rank convention of the
+    notebooks' widgets."""
+    return [(str(r), r) for r in ranks] + [(FULL_RANK, None)]
+
+
+def rank_label(rank: int | None) -> str:
+    """How a callback names the rank it ran with: the number, or ``"full"`` for ``None``."""
+    return FULL_RANK if rank is None else str(rank)
 
 
 def controls(fn, *, button: str = "Run", **widgets_kwargs):

@@ -68,6 +68,33 @@ def test_factored_gradient_equals_materialised_sum(rank, antithetic, shaping):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("rank", [1, 3, None])
+def test_state_sigma_gives_the_strategy_of_that_sigma(rank):
+    """``with_sigma`` (a traced noise scale) gives the noise and the gradient of a strategy
+    built with that sigma, under one compiled step for every sigma."""
+    with jax.enable_x64(True):
+        es, state = _setup(rank, population=10)
+        fitness = jax.random.normal(jax.random.PRNGKey(5), (10,), jnp.float64)
+        grad = jax.jit(lambda st, f: es.gradient(st, f))
+        for sigma in (0.3, 0.02):
+            direct = EGGROLL(sigma=sigma, population=10, rank=rank)
+            via_state = es.with_sigma(state, sigma)
+            assert float(es.sigma_of(via_state)) == pytest.approx(sigma, rel=1e-7)
+            for i in (0, 3):
+                for a, b in zip(jax.tree_util.tree_leaves(es.member_params(via_state, i)),
+                                jax.tree_util.tree_leaves(direct.member_params(state, i))):
+                    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+            for a, b in zip(jax.tree_util.tree_leaves(grad(via_state, fitness)),
+                            jax.tree_util.tree_leaves(direct.gradient(state, fitness))):
+                np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+        assert grad._cache_size() == 1  # both sigmas ran the one compiled gradient
+        new, _ = es.tell(es.with_sigma(state, 0.3), fitness)
+        assert float(new.sigma) == pytest.approx(0.3, rel=1e-7)  # the state keeps its sigma
+        for bad in (0.0, -1.0, float("nan")):
+            with pytest.raises(ValueError, match="sigma"):
+                es.with_sigma(state, bad)
+
+
 def test_averaged_update_is_high_rank():
     with jax.enable_x64(True):
         m, n, r, N = 12, 9, 1, 8

@@ -93,6 +93,23 @@ def test_train_is_deterministic_and_shaped():
     assert not np.allclose(out1["eval"][0], out1["eval"][1])  # seeds differ
 
 
+@pytest.mark.parametrize("sigma,lr", [(0.1, 0.05), (0.3, 0.01)])
+def test_train_takes_sigma_and_step_size_as_state(sigma, lr):
+    """Configs that differ in sigma or (constant) step size share one compiled training, and
+    each trains as generation_step does with that sigma and step size as config."""
+    cfg = dataclasses.replace(TINY, sigma=sigma, learning_rate=lr)
+    assert ms._train_fn(cfg.compile_key(), 2) is ms._train_fn(TINY.compile_key(), 2)
+    out = ms.train(cfg, (0, 1))
+    for i, seed in enumerate((0, 1)):
+        k = ms.seed_keys(seed)
+        state = cfg.es().init(k["noise"], ms.init_policy(k["init"], cfg.hidden))
+        step = jax.jit(lambda s: ms.generation_step(cfg, s, k["train"]))
+        for _ in range(cfg.generations):
+            state, _ = step(state)
+        assert_trees_close(jax.tree_util.tree_map(lambda x: x[i], out["params"]), state.params)
+    assert out["seconds"] > 0
+
+
 def test_selfplay_weight_anneals():
     cfg = dataclasses.replace(TINY, generations=10, curriculum=4)
     w = [float(ms.selfplay_weight(cfg, jnp.asarray(g))) for g in range(6)]

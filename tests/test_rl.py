@@ -3,9 +3,12 @@ factored forward against materialised members, observation statistics against nu
 environment-step budget against an unbudgeted run, OpenES against evosax's Open_ES, and the
 experiment's scores against hand-made records."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from lowrank_es import stats
@@ -133,6 +136,42 @@ def test_budget_truncates_an_unbudgeted_run_at_the_last_generation_that_fits():
         np.testing.assert_allclose(capped["eval_return"][s, :k], free["eval_return"][s, :k])
     # The per-generation step count is the members' episode lengths: at most N * T.
     assert np.all(np.diff(free["env_steps"], axis=1) <= 8 * 60)
+
+
+def test_sigma_and_learning_rate_are_state_one_compile_serves_every_value():
+    """Configs that differ only in sigma or learning rate share one compiled generation (a
+    widget's slider does not compile again) and still run with their own values: the state's
+    sigma and step size are the config's, and one update equals that of a strategy built with
+    them (plain ``optax.adam(lr)``, sigma as config)."""
+    base = control_es.ESConfig(generations=2, **SMALL)
+    other = dataclasses.replace(base, sigma=0.2, learning_rate=0.1)
+    assert control_es.compiled(base) is control_es.compiled(other)
+    assert control_es.compiled(dataclasses.replace(base, rank=2)) is not control_es.compiled(base)
+    a, rs_a = control_es.train(base, [0, 1])
+    b, rs_b = control_es.train(other, [0, 1])
+    moved = [np.abs(np.asarray(x) - np.asarray(y)).max()
+             for x, y in zip(jax.tree_util.tree_leaves(rs_a.es.params), jax.tree_util.tree_leaves(rs_b.es.params))]
+    assert max(moved) > 1e-3  # the values reach the run: the two means went different ways
+    for cfg, rs in ((base, rs_a), (other, rs_b)):
+        np.testing.assert_allclose(np.asarray(rs.es.sigma), cfg.sigma, rtol=1e-7)
+        np.testing.assert_allclose(np.asarray(rs.es.opt_state.hyperparams["learning_rate"]), cfg.learning_rate,
+                                   rtol=1e-7)
+    # One update through the state's values against a strategy with both baked in.
+    cfg = other
+    es = dataclasses.replace(base, method="eggroll").strategy()
+    params = {"W": jax.random.normal(jax.random.PRNGKey(0), (6, 5)), "b": jnp.zeros(5)}
+    fitness = jax.random.normal(jax.random.PRNGKey(1), (cfg.population,))
+    st = es.init(jax.random.PRNGKey(2), params)
+    st = es.with_sigma(st._replace(opt_state=control_es._with_learning_rate(st.opt_state, cfg.learning_rate)),
+                       cfg.sigma)
+    ref_es = EGGROLL(sigma=cfg.sigma, population=cfg.population, rank=cfg.rank, optimizer=optax.adam(cfg.learning_rate),
+                     clip_rank=True)
+    ref_st = ref_es.init(jax.random.PRNGKey(2), params)
+    for _ in range(2):
+        st, _ = es.tell(st, fitness)
+        ref_st, _ = ref_es.tell(ref_st, fitness)
+    for x, y in zip(jax.tree_util.tree_leaves(st.params), jax.tree_util.tree_leaves(ref_st.params)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
 
 def test_openes_matches_evosax_open_es():

@@ -83,6 +83,7 @@ def eggroll_vs_openes(record: dict | None = None) -> Measurement:
     slack = min((ni["lower"] + margin) / margin, 1.0 - t_egg / t_ope)
     return _measurement(rec, slack, None, len(egg), {
         "eggroll": np.round(egg, 4).tolist(), "openes": np.round(ope, 4).tolist(), "margin": round(margin, 4),
+        "alpha": ALPHA,
         "naive_outcome": round(naive_outcome, 4), "non_inferiority": {k: (round(v, 4) if isinstance(v, float) else v)
                                                                       for k, v in ni.items()},
         "s_per_generation": {"EGGROLL r=1": t_egg, "OpenES": t_ope}, "speedup": round(t_ope / t_egg, 3)})

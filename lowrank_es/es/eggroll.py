@@ -127,12 +127,18 @@ def materialise(params: PyTree, noise: PyTree | None) -> PyTree:
 
 
 class ESState(NamedTuple):
-    """The whole state of a run: a pytree, so it jits, checkpoints and shards."""
+    """The whole state of a run: a pytree, so it jits, checkpoints and shards.
+
+    ``sigma``: ``None`` (the strategy's ``sigma``) or a float scalar array that replaces it
+    (:meth:`EGGROLL.with_sigma`). As state, not config, it is traced: one compiled step then
+    serves every sigma (a widget's slider, a schedule) instead of compiling again per value.
+    """
 
     params: PyTree  # the search distribution's mean
     opt_state: optax.OptState
     key: jax.Array  # base key; member noise is a pure function of (key, generation)
     generation: jax.Array  # int32 scalar
+    sigma: jax.Array | None = None
 
 
 def centered_ranks(f: jax.Array) -> jax.Array:
@@ -233,6 +239,21 @@ class EGGROLL:
         params = jax.tree_util.tree_map(jnp.asarray, params)
         return ESState(params, self.optimizer.init(params), key, jnp.zeros((), jnp.int32))
 
+    def with_sigma(self, state: ESState, sigma: float | jax.Array) -> ESState:
+        """``state`` with its noise scale set to ``sigma`` (> 0), as a traced value: a step
+        compiled once serves every sigma. A Python number is checked here; a traced one
+        cannot be, so the caller validates it."""
+        if not isinstance(sigma, jax.core.Tracer):
+            s = float(np.asarray(sigma))
+            if not (math.isfinite(s) and s > 0):
+                raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+        dtype = jnp.result_type(*jax.tree_util.tree_leaves(state.params))  # the params' precision
+        return state._replace(sigma=jnp.asarray(sigma, dtype))
+
+    def sigma_of(self, state: ESState) -> float | jax.Array:
+        """The noise scale of ``state``: its own ``sigma`` if set, else the strategy's."""
+        return self.sigma if state.sigma is None else state.sigma
+
     # -- noise ----------------------------------------------------------------
 
     def member_noise(self, state: ESState, member: jax.Array) -> PyTree:
@@ -279,11 +300,18 @@ class EGGROLL:
             r = self.leaf_rank(leaf.shape)
             if r is None:
                 eps = noise_gen.standard_normal(kl, leaf.shape, leaf.dtype, self.noise)
-                out.append(Dense(eps, jnp.asarray(self.sigma, leaf.dtype)))
+                out.append(Dense(eps, self._scale(state, 1, leaf.dtype)))
             else:
                 A, B = sample_factors(kl, *leaf.shape, r, leaf.dtype, self.noise)
-                out.append(LowRank(A, B, jnp.asarray(self.sigma / math.sqrt(r), leaf.dtype)))
+                out.append(LowRank(A, B, self._scale(state, r, leaf.dtype)))
         return jax.tree_util.tree_unflatten(treedef, out)
+
+    def _scale(self, state: ESState, r: int, dtype) -> jax.Array:
+        """``sigma / sqrt(r)`` as ``dtype`` (from a Python float when sigma is config, so a
+        run without a state sigma keeps the exact scale it always had)."""
+        if state.sigma is None:
+            return jnp.asarray(self.sigma / math.sqrt(r), dtype)
+        return (state.sigma / math.sqrt(r)).astype(dtype)
 
     def map_members(
         self,
@@ -346,7 +374,8 @@ class EGGROLL:
             w = shard_population_axis(w, mesh)
         noise = jax.vmap(lambda p: self.pair_noise(state, p))(pairs)
         # scale = sigma / sqrt(r) (or sigma): dividing by sigma leaves E's own 1/sqrt(r).
-        denom = self.population * self.sigma * self.sigma
+        sigma = self.sigma_of(state)
+        denom = self.population * sigma * sigma
 
         def leaf_grad(p: jax.Array, n: LowRank | Dense) -> jax.Array:
             if isinstance(n, LowRank):
@@ -400,7 +429,7 @@ def _tell(es: EGGROLL, state: ESState, fitness: jax.Array, mesh) -> tuple[ESStat
     params = optax.apply_updates(state.params, updates)
     gnorm = optax.global_norm(g)
     metrics = {"fitness_mean": fitness.mean(), "fitness_max": fitness.max(), "grad_norm": gnorm}
-    return ESState(params, opt_state, state.key, state.generation + 1), metrics
+    return ESState(params, opt_state, state.key, state.generation + 1, state.sigma), metrics
 
 
 _tell_jit = jax.jit(_tell, static_argnums=(0, 3))

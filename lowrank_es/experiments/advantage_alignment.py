@@ -47,7 +47,7 @@ class Config:
     negotiation: training.TrainConfig = dataclasses.replace(NEGOTIATION, n_envs=16, hidden=16)
     negotiation_updates: int = 30
     rounds: int = 50
-    league_envs: int = 64
+    league_envs: int = 256  # = the evaluations' episodes: the league's pairings reuse their compiled episodes
     publish_agents: bool = False
 
 
@@ -119,6 +119,40 @@ def jobs(cfg: Config, seeds: tuple[int, ...]) -> dict:
 def combine(cfg: Config, seeds: tuple[int, ...], parts: dict) -> dict:
     return {**parts, "anchors": {g: {f"{a} vs {b}": v for (a, b), v in ss.ANCHORS[g].items()} for g in ss.ANCHORS},
             "machine": {"load_average_1_5_15_min": list(os.getloadavg()), "cpu_count": os.cpu_count()}}
+
+
+#: The shaping directions compared with the AA term (legend label -> cosine key of ``data["unification"]``).
+UNIFICATION_COSINES = {
+    "LOLA vs AA": "cos_lola_aa",
+    "LOQA (taken) vs AA": "cos_loqa_aa",
+    "LOQA (taken) vs AA x (1 - pi_hat)/tau": "cos_loqa_aa_factor",
+    "same, undiscounted inner sum": "cos_loqa_aa_factor_undiscounted",
+    "LOQA (all actions) vs AA": "cos_loqaall_aa",
+}
+
+
+def plot_unification(axes, record: dict) -> None:
+    """The unification sweep over random policy pairs. ``axes[0]``: the empirical CDF of
+    1 - cosine similarity of each shaping term with the AA term (log axis, so directions that
+    agree to within 1e-3 and 1e-2 stay apart; legend: the median cosine). ``axes[1]``: the
+    cosine against the opponent model's greediness, for LOLA and for LOQA against the
+    factor-weighted AA term."""
+    import seaborn as sns
+
+    u = {k: np.asarray(v) for k, v in record["data"]["unification"].items()}
+    for i, (label, key) in enumerate(UNIFICATION_COSINES.items()):
+        sns.ecdfplot(x=np.clip(1.0 - u[key], 1e-12, None), ax=axes[0], log_scale=True, color=f"C{i}",
+                     ls="--" if key.endswith("undiscounted") else "-",
+                     label=f"{label} (median cos {np.median(u[key]):.3f})")
+    axes[0].set(xlabel="1 − cosine similarity with the AA term (0: same direction, 2: opposite)",
+                ylabel="fraction of policy pairs",
+                title=f"Agreement of shaping directions ({len(u['cos_lola_aa'])} pairs)")
+    axes[0].legend(fontsize=7, loc="upper left")
+    axes[1].scatter(u["greediness"], u["cos_lola_aa"], s=8, color="C0", label="LOLA vs AA")
+    axes[1].scatter(u["greediness"], u["cos_loqa_aa_factor"], s=8, color="C2", label="LOQA vs AA x factor")
+    axes[1].set(xlabel="mean max_b pi_hat2(b|s) (opponent-model greediness)", ylabel="cosine similarity",
+                title="Where the agreement degrades")
+    axes[1].legend(fontsize=8)
 
 
 def plots(record: dict) -> dict:

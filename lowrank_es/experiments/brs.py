@@ -66,7 +66,7 @@ class Config:
     mcts_episodes: int = 2
     mcts_rollouts: tuple[str, ...] = ("greedy",)
     eval_episodes: int = 16
-    league_envs: int = 8
+    league_envs: int = 16  # = eval_episodes: the league's pairings reuse the evaluations' compiled episodes
     publish_agents: bool = False
     naive_published: str = ""
 

@@ -278,25 +278,60 @@ def plot_selfplay(ax, record: dict) -> None:
     ax.legend(fontsize=8)
 
 
+#: One colour per player in the shaper's seat, whatever the order of a record's baselines.
+SEAT_COLORS = {"ES shaper": "C0", "naive": "C1", "lola": "C2", "ZD chi=3": "C3"}
+
+
 def plot_meta_episode(ax, record: dict, job: str = "eggroll_naive") -> None:
     """Rewards per step over the meta-episode (mean over seeds and learners) of the trained
     shaper (solid) and its learners (dashed), beside naive / LOLA learners and a fixed ZD
-    extortioner in the shaper's seat against the same learners."""
+    extortioner in the shaper's seat against the same learners (colours: ``SEAT_COLORS``).
+    The title gives the scale and the shaper's and learners' means (:func:`final_eval`)."""
     d = record["data"]
     f = np.asarray(d[job]["final"]["rewards"]).mean(0)  # (T, 2)
     t = np.arange(1, f.shape[0] + 1)
     opponent = d[job]["opponent"]
-    line, = ax.plot(t, f[:, 0], lw=2, label=f"ES shaper vs {opponent}")
-    ax.plot(t, f[:, 1], lw=2, ls="--", color=line.get_color())
-    for name, c in d["baselines"]["curves"].items():
-        if name.endswith(f"vs {opponent}"):
-            c = np.asarray(c)
-            line, = ax.plot(t, c[:, 0], lw=1, label=name.replace("lola", "LOLA"))
-            ax.plot(t, c[:, 1], lw=1, ls="--", color=line.get_color())
-    ax.axhline(-1.0, ls=":", color="k", lw=1)
+    curves = d["baselines"]["curves"]
+    ax.plot(t, f[:, 0], lw=2, color=SEAT_COLORS["ES shaper"], label=f"ES shaper vs {opponent.replace('lola', 'LOLA')}")
+    ax.plot(t, f[:, 1], lw=2, ls="--", color=SEAT_COLORS["ES shaper"])
+    for seat, color in SEAT_COLORS.items():
+        name = f"{seat} vs {opponent}"
+        if name in curves:
+            c = np.asarray(curves[name])
+            ax.plot(t, c[:, 0], lw=1, color=color, label=name.replace("lola", "LOLA"))
+            ax.plot(t, c[:, 1], lw=1, ls="--", color=color)
+    ax.axhline(-1.0, ls=":", color="k", lw=1, label="mutual cooperation")
+    shaper, learner = final_eval(record, job).mean(0)
+    versus = ("" if job == "eggroll_naive"
+              else f" (against naive learners {final_eval(record, 'eggroll_naive')[:, 0].mean():.2f})")
+    ax.set_title(f"{record['scale']} scale\nmean per step: shaper {shaper:.2f}{versus}, learners {learner:.2f}",
+                 fontsize=10)
     ax.set_xlabel("meta-step (inner episode)")
-    ax.set_ylabel("reward per step (solid: seat 1, dashed: learner)")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("reward per step\n(solid: seat 1, dashed: its learner)")
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, 0), borderaxespad=5)
+
+
+def meta_episode_statement(records: list[dict], job: str = "eggroll_naive") -> str:
+    """A figure title for :func:`plot_meta_episode` panels of ``records``: against naive
+    learners, where the shaper and its learners end relative to mutual cooperation; against
+    other learners, whether the shaper gets more or less than the one trained against naive
+    learners, at every scale or not consistently (means of :func:`final_eval`)."""
+    opponent = records[0]["data"][job]["opponent"].replace("lola", "LOLA")
+    shaper = [final_eval(rec, job)[:, 0].mean() for rec in records]
+    if job == "eggroll_naive":
+        learner = [final_eval(rec, job)[:, 1].mean() for rec in records]
+
+        def side(xs):
+            return ("more than" if min(xs) > -1 else "less than" if max(xs) < -1
+                    else "not consistently more or less than")
+
+        head = f"The trained ES shaper gets {side(shaper)} mutual cooperation, its naive learners {side(learner)} it"
+    else:
+        gaps = [s - final_eval(rec, "eggroll_naive")[:, 0].mean() for s, rec in zip(shaper, records)]
+        order = "less" if max(gaps) < 0 else "more" if min(gaps) > 0 else None
+        head = (f"The ES shaper gets {order} per step against {opponent} learners than against naive ones" if order
+                else f"The ES shaper against {opponent} and naive learners: no consistent order across scales")
+    return head
 
 
 #: What M-FOS (arXiv:2205.01447) and its official code (luchris429/Model-Free-Opponent-Shaping) state

@@ -104,11 +104,17 @@ def summary_lines(record: dict) -> list[str]:
 # ---------------------------------------------------------------------------
 
 
-def plot_curves(axes, record: dict) -> None:
+def plot_curves(axes, record: dict, zoom: bool = False) -> None:
     """Validation bits/char against generations (``axes[0]``) and training wall-clock
-    (``axes[1]``, log scale): mean over seeds with the min-max band, and the n-gram lines."""
+    (``axes[1]``, log scale): mean over seeds with the min-max band, and the n-gram lines.
+
+    ``zoom``: the y-range covers every method after the first evaluation and the bigram (the
+    untrained start, the same for all, runs off the top), and ``axes[0]`` marks the final gap
+    of int8 EGGROLL to the bigram."""
     runs = record["data"]["runs"]
-    for m, run in runs.items():
+    methods = [m for m in COLORS if m in runs]
+    for m in methods:
+        run = runs[m]
         bpc = np.asarray(run["val_bpc"])
         mean, lo, hi = bpc.mean(0), bpc.min(0), bpc.max(0)
         # wall-clock on a log axis: drop the evaluation at t = 0 (the untrained model)
@@ -117,16 +123,31 @@ def plot_curves(axes, record: dict) -> None:
             ax.plot(x[sl], mean[sl], "-o", ms=3, color=COLORS[m], label=f"{char_lm.LABELS[m]} ({len(bpc)} seeds)")
             ax.fill_between(x[sl], lo[sl], hi[sl], color=COLORS[m], alpha=0.2)
     b = record["data"]["ngram"]
-    top = min(7.0, max(np.max(r["val_bpc"]) for r in runs.values()) + 0.1)
+    if zoom:
+        trained = [np.asarray(runs[m]["val_bpc"])[:, 1:] for m in methods]
+        low, high = min(min(t.min() for t in trained), b["bigram"]), max(max(t.max() for t in trained), b["bigram"])
+        pad = 0.05 * (high - low)
+        bottom, top = low - pad, high + pad
+    else:
+        bottom, top = None, min(7.0, max(np.max(runs[m]["val_bpc"]) for m in methods) + 0.1)
     for ax in axes:
-        ax.axhline(b["unigram"], color="0.4", ls=":", label=f"unigram {b['unigram']:.3f}")
+        off = " (above the range)" if b["unigram"] > top else ""
+        ax.axhline(b["unigram"], color="0.4", ls=":", label=f"unigram {b['unigram']:.3f}{off}")
         ax.axhline(b["bigram"], color="k", ls="--", label=f"bigram (add-one) {b['bigram']:.3f}")
-        ax.set_ylim(top=top)
+        ax.set_ylim(bottom=bottom, top=top)
         ax.set_ylabel("validation bits / char")
+    if zoom and "int8_es" in runs:
+        run = runs["int8_es"]
+        x, end = run["generations"][-1], float(np.asarray(run["val_bpc"])[:, -1].mean())
+        axes[0].annotate("", xy=(x, b["bigram"]), xytext=(x, end),
+                         arrowprops={"arrowstyle": "<->", "color": COLORS["int8_es"]})
+        axes[0].annotate(f"int8 EGGROLL − bigram: {end - b['bigram']:+.3f} bits/char", (x, end), xytext=(0, 24),
+                         textcoords="offset points", ha="right", va="bottom", fontsize=9, color=COLORS["int8_es"])
     axes[0].set_xlabel("generation (backprop: step)")
     axes[1].set_xlabel("training wall-clock, all seeds together (s)")
     axes[1].set_xscale("log")
-    axes[0].legend(fontsize=8)
+    # zoomed, the step panel's upper right holds the gap's label: the legend goes to the wall-clock panel
+    (axes[1] if zoom else axes[0]).legend(fontsize=8, loc="upper left" if zoom else "best")
 
 
 def plot_weights(ax, record: dict) -> None:

@@ -41,7 +41,7 @@ class Config:
     league_steps: int = 150
     coin: training.TrainConfig = dataclasses.replace(COIN, n_envs=16, hidden=16)
     coin_updates: int = 40
-    league_envs: int = 64
+    league_envs: int = 256  # = the evaluations' episodes: the league's pairings reuse their compiled episodes
     publish_agents: bool = False
 
 

@@ -201,9 +201,9 @@ def plot_cartpole_strip(states: np.ndarray, frames: int = 8):
     return fig
 
 
-def explore(env_id: str = "CartPole-v1", rank: int = 1, population: int = 32, sigma: float = 0.05,
+def explore(env_id: str = "CartPole-v1", rank: int | None = 1, population: int = 32, sigma: float = 0.05,
             learning_rate: float = 0.03, env_steps: int = 30_000, seeds: int = 4):
-    """Widget view: train one ES configuration (rank 0 = OpenES) on ``env_id`` from the quick
+    """Widget view: train one ES configuration (rank None = OpenES) on ``env_id`` from the quick
     scale's settings and plot its learning curve; on CartPole also draw the first seed's policy.
     The defaults are the quick scale's EGGROLL run (already compiled after it). Returns the
     figures and a short summary (seed-mean return before and after, environment steps used)."""
@@ -213,7 +213,7 @@ def explore(env_id: str = "CartPole-v1", rank: int = 1, population: int = 32, si
     budget = EnvBudget(env_id, int(env_steps), base.envs[0].generations, base.envs[0].max_steps)
     cfg = es_config(dataclasses.replace(base, population=int(population), sigma=float(sigma),
                                         learning_rate=float(learning_rate)),
-                    budget, "eggroll" if rank > 0 else "openes", int(rank) if rank > 0 else None)
+                    budget, "openes" if rank is None else "eggroll", None if rank is None else int(rank))
     curves, state = train(cfg, tuple(range(int(seeds))))
     record = {"scale": "widget", "data": {"random_return": {env_id: float("nan")}, "ppo": {},
                                           "runs": {env_id: {cfg.label: es_job_summary(cfg, curves)}}}}

@@ -179,6 +179,11 @@ def plot_env_curves(ax, record: dict, env: str, x: str = "env_steps") -> None:
     if random is not None and np.isfinite(random):
         ax.axhline(random, color="k", ls=":", lw=1, label="random policy")
     ax.set_xlabel({"env_steps": "environment steps per seed", "seconds": "wall-clock of the generations (s)"}[x])
+    if x == "env_steps":  # 50k, 1M: short tick labels, no offset text
+        from matplotlib.ticker import EngFormatter, MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax.set_ylabel("return of the mean policy")
     ax.set_title(env)
 

@@ -165,9 +165,13 @@ def coin_rates(history: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return own / np.maximum(own + other, 1e-9), own + other, np.asarray(history["reward"]).mean(-1)
 
 
+#: One colour per scripted Coin Game pair, whatever the order of a record's keys.
+SCRIPTED_COLORS = {"selfish": "C3", "cooperative": "C2"}
+
+
 def plot_coin(axes, record: dict) -> None:
     """Own-coin rate and pick-ups per episode of the naive Coin Game learners (thin: seeds,
-    thick: mean), with the scripted pairs as dashed lines."""
+    thick: mean), with the scripted pairs as dashed lines (colours: ``SCRIPTED_COLORS``)."""
     h = record["data"]["coin"]["history"]
     rate, picks, _ = coin_rates(h)
     upd = np.asarray(h["update"])
@@ -176,12 +180,30 @@ def plot_coin(axes, record: dict) -> None:
         for s in y:
             ax.plot(upd, s, color="C0", alpha=0.35, lw=0.8)
         ax.plot(upd, y.mean(0), color="C0", lw=2, label=f"naive learners ({y.shape[0]} seeds)")
-        for (kind, vals), c in zip(scripted.items(), ("C3", "C2")):
-            ax.axhline(vals[key], color=c, ls="--", lw=1, label=f"scripted {kind} pair")
+        for kind, c in SCRIPTED_COLORS.items():
+            if kind in scripted:
+                ax.axhline(scripted[kind][key], color=c, ls="--", lw=1, label=f"scripted {kind} pair")
         ax.set_xlabel(f"update ({record['config']['coin']['n_envs']} episodes of 50 steps each)")
         ax.set_ylabel(lab)
     axes[0].set_ylim(0, 1.05)
     axes[0].legend(fontsize=8)
+
+
+def coin_statement(records: list[dict], last: int = 20) -> str:
+    """What the naive Coin Game runs show, as a figure title: each record's own-coin rate and
+    pick-ups per episode over its last ``last`` updates (the window of ``games.coin.naive_selfish``),
+    beside the scripted selfish pair's own-coin rate."""
+    rates, coins = [], []
+    for rec in records:
+        h = rec["data"]["coin"]["history"]
+        upd = np.asarray(h["update"])
+        keep = upd > upd[-1] - last
+        own, other = np.asarray(h["own"]).sum(-1)[:, keep], np.asarray(h["other"]).sum(-1)[:, keep]
+        rates.append(f"{(own.sum(1) / np.maximum((own + other).sum(1), 1e-9)).mean():.2f} ({rec['scale']})")
+        coins.append(f"{(own + other).mean():.0f}")
+    selfish = records[0]["data"]["coin_scripted"]["selfish"]["own_rate"]
+    return (f"Naive Coin Game learners, last {last} updates: own-coin rate {', '.join(rates)}, scripted selfish "
+            f"pair {selfish:.2f}; coins per episode {' and '.join(coins)}")
 
 
 def plots(record: dict) -> dict:

@@ -332,12 +332,20 @@ def population_lines(record: dict) -> list[str]:
 
 
 def plot_update_rank(ax, record: dict) -> None:
-    for row in record["data"]["update_rank"]["figure"]:
+    """Measured rank of the averaged update against the population (log axis, ticked at the
+    populations measured) for each perturbation rank, with min(N r, m, n) as lines."""
+    from matplotlib.ticker import NullFormatter
+
+    rows = record["data"]["update_rank"]["figure"]
+    for row in rows:
         ax.plot(row["population"], row["measured"], "o", label=f"r = {row['rank']} (measured)")
         ax.plot(row["population"], row["expected"], "-", color=ax.lines[-1].get_color(), alpha=0.5)
     m, n = record["config"]["figure_shape"]
     ax.set(xscale="log", xlabel="population N (no antithetic pairs)", ylabel="rank of the update",
            title=f"rank-r perturbations, full-rank update: min(N r, {m}, {n})")
+    populations = sorted({p for row in rows for p in row["population"]})
+    ax.set_xticks(populations, [str(p) for p in populations])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend()
 
 

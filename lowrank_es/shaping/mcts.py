@@ -35,6 +35,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lowrank_es.games import coin
 from lowrank_es.shaping import agents
@@ -132,7 +133,7 @@ def _moved(state: coin.State, b: jax.Array, a: jax.Array, params: coin.Params):
 @dataclasses.dataclass(frozen=True)
 class MCTSPlayer:
     """The planner as a player (module docstring). ``opponent``: the player it best-responds
-    to (a pytree leaf set); static: ``num_simulations``, ``rollout_depth``, ``gamma``,
+    to (a pytree leaf set), ``gamma`` (traced); static: ``num_simulations``, ``rollout_depth``,
     ``rollout`` (how the planner moves in leaf rollouts: ``"greedy"``, towards the coin, or
     ``"uniform"``), ``grid_size``, ``max_steps`` (the episode length the search sees). Its carry
     ``(batch, C + 1)`` is the opponent's memory (C floats) and the step count."""
@@ -152,7 +153,9 @@ class MCTSPlayer:
             raise ValueError(f"rollout_depth must be >= 0, got {self.rollout_depth}")
         if self.rollout not in ROLLOUTS:
             raise ValueError(f"rollout must be one of {ROLLOUTS}, got {self.rollout!r}")
-        if not 0.0 <= float(self.gamma) < 1.0:
+        # gamma is a pytree leaf: only a number given by the caller is checked (JAX rebuilds
+        # players with tracers and placeholders in its place)
+        if isinstance(self.gamma, (int, float, np.number)) and not 0.0 <= float(self.gamma) < 1.0:
             raise ValueError(f"gamma must be in [0, 1), got {self.gamma}")
 
     @property
@@ -280,9 +283,9 @@ class MCTSPlayer:
         return action, jnp.concatenate([c2, t[:, None] + 1.0], -1)
 
 
-jax.tree_util.register_dataclass(MCTSPlayer, data_fields=["opponent"],
-                                 meta_fields=["num_simulations", "rollout_depth", "gamma", "rollout", "grid_size",
-                                              "max_steps"])
+# gamma is data (traced), not static: players that differ only in discount share one compiled search.
+jax.tree_util.register_dataclass(MCTSPlayer, data_fields=["opponent", "gamma"],
+                                 meta_fields=["num_simulations", "rollout_depth", "rollout", "grid_size", "max_steps"])
 
 
 def best_response_action(key: jax.Array, opponent: Any, state: coin.State, carry: jax.Array | None = None,

@@ -80,11 +80,20 @@ class ShaperConfig:
 
 
     def es(self) -> EGGROLL:
-        """The strategy: EGGROLL of rank ``rank`` (OpenES for None) with Adam."""
-        lr = self.learning_rate
+        """The strategy: EGGROLL of rank ``rank`` (OpenES for None) with Adam. A constant step
+        size is optimiser state (``inject_hyperparams``), so :func:`train` can set it, with
+        sigma, at init and serve every value from one compiled program."""
         if self.lr_final < 1:
             lr = optax.cosine_decay_schedule(self.learning_rate, self.generations, alpha=self.lr_final)
-        return EGGROLL(sigma=self.sigma, population=self.population, rank=self.rank, optimizer=optax.adam(lr))
+            return EGGROLL(sigma=self.sigma, population=self.population, rank=self.rank, optimizer=optax.adam(lr))
+        return EGGROLL(sigma=self.sigma, population=self.population, rank=self.rank,
+                       optimizer=optax.inject_hyperparams(optax.adam)(learning_rate=self.learning_rate))
+
+    def compile_key(self) -> "ShaperConfig":
+        """This config without what :func:`train` passes as state (sigma, and a constant
+        learning rate): configs with the same key share one compiled training."""
+        key = dataclasses.replace(self, sigma=1.0)
+        return key if self.lr_final < 1 else dataclasses.replace(key, learning_rate=1.0)
 
     def num_params(self) -> int:
         sizes = (mg.OBS_DIM, *self.hidden, mg.ACTION_DIM)
@@ -146,26 +155,41 @@ def _chunked(cfg: ShaperConfig, carry, one_generation, evaluate_carry):
 def train(cfg: ShaperConfig, seeds: tuple[int, ...]) -> dict[str, Any]:
     """Train one meta-shaper per seed (vmapped). Returns ``fitness`` (S, G) the population's
     mean fitness, ``eval`` (S, E, 2) the mean policy's rewards per step (shaper, learner) on the
-    seed's evaluation learners at generations ``eval_generations`` (E,), and ``params`` the
-    final mean policies (leading axis S)."""
-    params, fit, evals = _train_fn(cfg)(jnp.asarray(seeds))
-    return {"fitness": fit, "eval": evals, "eval_generations": _eval_generations(cfg), "params": params}
+    seed's evaluation learners at generations ``eval_generations`` (E,), ``params`` the final
+    mean policies (leading axis S) and ``seconds``, the wall-clock of the run (all seeds,
+    compilation excluded)."""
+    import time
+
+    seeds = jnp.asarray(seeds)
+    run = _train_fn(cfg.compile_key(), int(seeds.shape[0]))
+    lr = jnp.float32(cfg.learning_rate)
+    t0 = time.perf_counter()
+    params, fit, evals = jax.block_until_ready(run(seeds, jnp.float32(cfg.sigma), lr))
+    return {"fitness": fit, "eval": evals, "eval_generations": _eval_generations(cfg), "params": params,
+            "seconds": time.perf_counter() - t0}
 
 
 @functools.lru_cache(maxsize=8)
-def _train_fn(cfg: ShaperConfig):
-    """The jitted, seed-vmapped training of ``cfg`` (cached: a config compiles once)."""
+def _train_fn(cfg: ShaperConfig, n_seeds: int):
+    """The compiled, seed-vmapped training of ``cfg`` (a :meth:`ShaperConfig.compile_key`) for
+    ``n_seeds`` seeds, taking ``(seeds, sigma, learning_rate)`` (cached: compiled once)."""
     es = cfg.es()
 
-    def one(seed):
+    def one(seed, sigma, lr):
         k = seed_keys(seed)
         state = es.init(k["noise"], init_policy(k["init"], cfg.hidden))
+        if cfg.lr_final == 1:  # a constant step size is state (see ShaperConfig.es)
+            hp = {**state.opt_state.hyperparams, "learning_rate": lr}
+            state = state._replace(opt_state=state.opt_state._replace(hyperparams=hp))
+        state = es.with_sigma(state, sigma)
         state, fit, evals = _chunked(
             cfg, state, lambda s: generation_step(cfg, s, k["train"]),
             lambda s: evaluate(s.params, k["eval"], cfg.eval_batch, cfg.game))
         return state.params, fit, evals
 
-    return jax.jit(jax.vmap(one))
+    f32 = jax.ShapeDtypeStruct((), jnp.float32)
+    return jax.jit(jax.vmap(one, in_axes=(0, None, None))).lower(
+        jax.ShapeDtypeStruct((n_seeds,), jnp.int32), f32, f32).compile()
 
 
 def _eval_generations(cfg: ShaperConfig) -> jax.Array:

@@ -96,8 +96,12 @@ class ESConfig:
     def strategy(self) -> EGGROLL:
         """The :class:`EGGROLL` of this config (``rank=None`` for both OpenES methods)."""
         rank = self.rank if self.method == "eggroll" else None
+        # Adam with its step size as optimiser state (inject_hyperparams): :func:`compiled` sets
+        # it at init, so runs that differ only in learning rate share one compiled generation.
         return EGGROLL(sigma=self.sigma, population=self.population, rank=rank, antithetic=True,
-                       fitness_shaping="centered_rank", optimizer=optax.adam(self.learning_rate), clip_rank=True)
+                       fitness_shaping="centered_rank",
+                       optimizer=optax.inject_hyperparams(optax.adam)(learning_rate=self.learning_rate),
+                       clip_rank=True)
 
 
 def init_policy(key: jax.Array, spec: EnvSpec, hidden: Sequence[int]) -> PyTree:
@@ -140,9 +144,11 @@ def episode_keys(key: jax.Array, generation: jax.Array, n: int) -> jax.Array:
 
 
 def make_generation(config: ESConfig) -> tuple[Callable, Callable, Callable, EnvSpec]:
-    """``(init(key, budget) -> RunState, generation(RunState, g) -> (RunState, metrics),
-    final_score(RunState) -> (final_episodes,) returns, spec)``, all pure and vmappable over
-    seeds; ``config.env_steps`` is not used here (the budget is part of the state).
+    """``(init(key, budget, sigma, learning_rate) -> RunState, generation(RunState, g) ->
+    (RunState, metrics), final_score(RunState) -> (final_episodes,) returns, spec)``, all pure
+    and vmappable over seeds; ``config.env_steps`` is not used here (the budget is part of the
+    state), nor are ``config.sigma`` / ``config.learning_rate`` for the two in-package methods
+    (they are state too: :meth:`EGGROLL.with_sigma` and the optimiser's injected step size).
 
     ``metrics``: ``eval_return`` (the mean policy after the generation), ``env_steps``
     (cumulative, this seed), ``fitness_mean``, ``fitness_max``, ``accepted`` (the generation
@@ -165,8 +171,10 @@ def make_generation(config: ESConfig) -> tuple[Callable, Callable, Callable, Env
     if config.method in ("eggroll", "openes"):
         es = config.strategy()
 
-        def new_es_state(key, params):
-            return es.init(key, params)
+        def new_es_state(key, params, sigma, learning_rate):
+            state = es.init(key, params)
+            state = state._replace(opt_state=_with_learning_rate(state.opt_state, learning_rate))
+            return es.with_sigma(state, sigma)
 
         def population_step(rs: RunState, keys):
             # map_members, not evaluate: each member returns its whole Rollout (returns, lengths,
@@ -188,7 +196,8 @@ def make_generation(config: ESConfig) -> tuple[Callable, Callable, Callable, Env
                         std_schedule=optax.constant_schedule(config.sigma))
         es_params = strat.default_params
 
-        def new_es_state(key, params):
+        def new_es_state(key, params, sigma, learning_rate):
+            # evosax's sigma and step size are config (baked into strat): compiled per value
             return strat.init(key, params, es_params)
 
         def population_step(rs: RunState, keys):
@@ -202,10 +211,10 @@ def make_generation(config: ESConfig) -> tuple[Callable, Callable, Callable, Env
         def es_mean(state):
             return strat.get_mean(state)
 
-    def init(key, budget):
+    def init(key, budget, sigma, learning_rate):
         kp, ke, kr = jax.random.split(key, 3)
         params = init_policy(kp, spec, config.hidden)
-        return RunState(new_es_state(ke, params), obs_stats_init(spec.obs_dim), kr,
+        return RunState(new_es_state(ke, params, sigma, learning_rate), obs_stats_init(spec.obs_dim), kr,
                         jnp.zeros((), jnp.int32), jnp.asarray(budget, jnp.int32), jnp.zeros((), bool))
 
     def generation(rs: RunState, g):
@@ -243,18 +252,34 @@ def mean_params(config: ESConfig, rs: RunState) -> PyTree:
     return rs.es.params
 
 
+def _with_learning_rate(opt_state: Any, learning_rate: jax.Array) -> Any:
+    """An ``inject_hyperparams`` optimiser state with its step size replaced."""
+    hp = dict(opt_state.hyperparams)
+    hp["learning_rate"] = jnp.asarray(learning_rate, jnp.asarray(hp["learning_rate"]).dtype)
+    return opt_state._replace(hyperparams=hp)
+
+
+#: The sigma and step size a compile key carries for the in-package methods (the real ones are
+#: passed to ``init`` as state).
+_KEY_SIGMA, _KEY_LR = 1.0, 1.0
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled(config: ESConfig):
     init, generation, final_score, spec = make_generation(config)
-    return (jax.jit(jax.vmap(init, in_axes=(0, None))), jax.jit(jax.vmap(generation, in_axes=(0, None))),
+    return (jax.jit(jax.vmap(init, in_axes=(0, None, None, None))), jax.jit(jax.vmap(generation, in_axes=(0, None))),
             jax.jit(jax.vmap(final_score)), spec)
 
 
 def compiled(config: ESConfig):
-    """Jitted, seed-vmapped ``init(keys, budget)``, ``generation`` and ``final_score`` of a
-    config, cached by everything but its budget and generation count, so re-running a config
-    (a widget, another budget) does not compile again."""
-    return _compiled(dataclasses.replace(config, env_steps=None, generations=1))
+    """Jitted, seed-vmapped ``init(keys, budget, sigma, learning_rate)``, ``generation`` and
+    ``final_score`` of a config, cached by everything but its budget and generation count and
+    (EGGROLL, OpenES) its sigma and learning rate, so re-running a config with another budget,
+    sigma or step size (a widget's slider) does not compile again."""
+    key = dataclasses.replace(config, env_steps=None, generations=1)
+    if config.method != "openes_evosax":
+        key = dataclasses.replace(key, sigma=_KEY_SIGMA, learning_rate=_KEY_LR)
+    return _compiled(key)
 
 
 def train(config: ESConfig, seeds: Sequence[int], *, progress: Callable | None = None) -> tuple[dict[str, Any], RunState]:
@@ -271,7 +296,8 @@ def train(config: ESConfig, seeds: Sequence[int], *, progress: Callable | None =
         raise ValueError("seeds must not be empty")
     init, generation, final_score, _ = compiled(config)
     budget = NO_BUDGET if config.env_steps is None else config.env_steps
-    rs = init(jax.vmap(jax.random.key)(jnp.asarray(seeds)), jnp.asarray(budget, jnp.int32))
+    rs = init(jax.vmap(jax.random.key)(jnp.asarray(seeds)), jnp.asarray(budget, jnp.int32),
+              jnp.float32(config.sigma), jnp.float32(config.learning_rate))
     initial = np.asarray(final_score(rs)).mean(axis=1)
     t0 = time.perf_counter()
     generation.lower(rs, jnp.asarray(0, jnp.int32)).compile()
@@ -306,7 +332,7 @@ def generation_seconds(configs: Sequence[ESConfig], repeats: int = 5) -> list[fl
     runs = []
     for cfg in configs:
         init, generation, _, _ = make_generation(cfg)
-        rs = jax.jit(init)(jax.random.key(0), NO_BUDGET)
+        rs = jax.jit(init)(jax.random.key(0), NO_BUDGET, jnp.float32(cfg.sigma), jnp.float32(cfg.learning_rate))
         gen = jax.jit(generation).lower(rs, jnp.asarray(0, jnp.int32)).compile()
         jax.block_until_ready(gen(rs, jnp.asarray(0, jnp.int32)))
         runs.append((gen, rs))
