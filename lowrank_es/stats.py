@@ -122,6 +122,46 @@ def non_inferiority(a, b, margin: float, alpha: float = 0.05) -> dict[str, float
     return {"diff": float(diff), "lower": float(lower), "p_value": p, "df": float(df), "non_inferior": bool(p < alpha)}
 
 
+def non_inferiority_power(sd_a: float, sd_b: float, n: int, margin: float, alpha: float = 0.05,
+                          true_diff: float = 0.0) -> float:
+    """Power of :func:`non_inferiority` with ``n`` runs per method whose values have standard
+    deviations ``sd_a``, ``sd_b`` and true mean difference ``true_diff``: the probability that
+    the test rejects H0 (mean(a) - mean(b) <= -margin). Noncentral-t approximation of the Welch
+    statistic (Welch-Satterthwaite degrees of freedom at the true variances)."""
+    if int(n) < 2:
+        raise ValueError(f"n must be >= 2, got {n}")
+    if not (sd_a >= 0 and sd_b >= 0 and sd_a + sd_b > 0):
+        raise ValueError(f"sd_a and sd_b must be >= 0 and not both 0, got {sd_a}, {sd_b}")
+    if not margin >= 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    va, vb = sd_a**2 / n, sd_b**2 / n
+    df = (va + vb) ** 2 / (va**2 / (n - 1) + vb**2 / (n - 1))
+    ncp = (true_diff + margin) / np.sqrt(va + vb)
+    return float(_st.nct.sf(_st.t.ppf(1 - alpha, df), df, ncp))
+
+
+def seeds_for_power(sd_a: float, sd_b: float, margin: float, alpha: float = 0.05, power: float = 0.8,
+                    true_diff: float = 0.0, n_max: int = 100_000) -> int:
+    """The fewest runs per method for which :func:`non_inferiority_power` reaches ``power``
+    (bisection on n; ``n_max`` + 1 when even ``n_max`` runs do not)."""
+    if not 0 < power < 1:
+        raise ValueError(f"power must be in (0, 1), got {power}")
+    if non_inferiority_power(sd_a, sd_b, n_max, margin, alpha, true_diff) < power:
+        return n_max + 1
+    lo, hi = 2, n_max
+    if non_inferiority_power(sd_a, sd_b, lo, margin, alpha, true_diff) >= power:
+        return lo
+    while hi - lo > 1:  # power rises with n: keep power(lo) < target <= power(hi)
+        mid = (lo + hi) // 2
+        if non_inferiority_power(sd_a, sd_b, mid, margin, alpha, true_diff) >= power:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 def indistinguishable(a, b, alpha: float = 0.05) -> dict[str, float | bool]:
     """Two-sided Mann-Whitney U test of equal distributions; ``same`` when p >= alpha."""
     a = np.asarray(a, dtype=float).ravel()

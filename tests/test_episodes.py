@@ -157,3 +157,38 @@ def test_agents_save_load_roundtrip_and_validation(tmp_path):
         episodes.rollout(jax.random.PRNGKey(0), (a, a), episodes.game_spec("coin"), 0)
     with pytest.raises(ValueError, match="continuous"):
         episodes.game_spec("negotiation", continuous=True)
+
+
+def test_published_on_off_plays_the_shipped_agents_and_reads_the_difference():
+    """Shaping on against off on the published Coin Game agents: each entry is the agent's
+    reward of episodes.evaluate on that seed's key; a copy of itself gets the same reward in
+    expectation (symmetric seats, 256 episodes: within 0.05); bad opponents are clear errors."""
+    from lowrank_es.experiments import sampled_shaping as ss
+
+    methods = {"LOQA": "loqa", "off": "loqa_noshaping"}
+    res = ss.published_on_off("coin", methods, "self", seeds=(0, 1))
+    spec = episodes.game_spec("coin")
+    a0 = agents.actor_only(agents.load("coin/loqa/0"))
+    direct = episodes.evaluate(jax.random.PRNGKey(3000), a0, a0, spec, 256)
+    assert res["LOQA"]["reward"][0] == pytest.approx(float(direct["reward"][0]))
+    assert res["LOQA"]["own_rate"][0] == pytest.approx(float(direct["own_rate"]))
+    for v in res.values():
+        assert v["reward"].shape == (2,) and np.all(np.abs(v["reward"] - v["opponent_reward"]) < 0.05)
+    with pytest.raises(ValueError, match="opponent must be"):
+        ss.published_on_off("coin", methods, "greedy")
+
+
+def test_plot_on_off_reading_follows_the_welch_interval():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lowrank_es.experiments import sampled_shaping as ss
+
+    apart = {"on": {"reward": np.array([0.25, 0.26, 0.27])}, "off": {"reward": np.array([0.0, 0.01, -0.01])}}
+    close = {"on": {"reward": np.array([0.0, 0.2, -0.1])}, "off": {"reward": np.array([0.05, -0.05, 0.1])}}
+    fig, ax = plt.subplots(1, 2)
+    assert "+0.260 per step" in ss.plot_on_off(ax, apart) and "excludes 0" in ss.plot_on_off(ax, apart)
+    assert "includes 0" in ss.plot_on_off(ax, close)
+    plt.close(fig)

@@ -251,6 +251,12 @@ def test_finetune_loops_count_tokens_and_stay_in_budget():
     for new in (p_e, p_g):
         assert any(float(jnp.abs(a - b).max()) > 0 for a, b in
                    zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(params)))
+    # the shuffled-fitness null control spends the same tokens (same sampling) but takes
+    # another update: the permuted fitness no longer matches each member's noise
+    p_n, log_n = cf.eggroll_finetune(params, 0, fc, cf.EggrollConfig(population=8, group=4, rank=1, null_control=True))
+    assert log_n["steps"] >= 1 and 300 <= log_n["tokens"] < 300 + 8 * rs.Difficulty().max_answer_len
+    assert any(float(jnp.abs(a - b).max()) > 0 for a, b in
+               zip(jax.tree_util.tree_leaves(p_n), jax.tree_util.tree_leaves(p_e)))
 
 
 def test_population_answers_equal_each_members_own_sampling():
@@ -321,3 +327,26 @@ def test_reasoning_claims_judge_non_inferiority_and_improvement():
     assert not claims.evaluate("eggroll.reasoning.improves", record=False,
                                results=_record([0.5, 0.52, 0.49, 0.5, 0.51], [0.6] * 5, start))["holds"]
     assert claims.evaluate("eggroll.reasoning.memory", results=rec, record=False)["measured"] == 2.0
+
+
+def test_signal_claim_compares_eggroll_with_its_shuffled_fitness_null():
+    start = [0, 1] * 100
+    rec = _record([0.60, 0.61, 0.60, 0.61, 0.60], [0.62] * 5, start)
+    with pytest.raises(ValueError, match="eggroll_null"):
+        claims.evaluate("eggroll.reasoning.signal", results=rec, record=False)
+    logs = rec["data"]["eggroll"]["logs"]
+    rec["data"]["eggroll_null"] = {"final": [0.50, 0.52, 0.51, 0.50, 0.52], "logs": logs}
+    sig = claims.evaluate("eggroll.reasoning.signal", results=rec, record=False)
+    assert sig["holds"] and sig["details"]["difference"] == pytest.approx(0.604 - 0.51)
+    assert sig["measured"] == pytest.approx(sig["details"]["difference"] - sig["details"]["ci_half"])
+    assert sig["details"]["null_gain"] == pytest.approx(0.01)
+    # a null as good as the real run: no signal
+    rec["data"]["eggroll_null"]["final"] = [0.61, 0.60, 0.61, 0.60, 0.61]
+    assert not claims.evaluate("eggroll.reasoning.signal", results=rec, record=False)["holds"]
+    # the record's readers show every arm it holds, and records without the null still read
+    from lowrank_es.experiments import reasoning
+
+    assert reasoning.arms(rec) == ("eggroll", "grpo", "eggroll_null")
+    assert any("shuffled fitness" in line for line in reasoning.summary_lines(rec))
+    del rec["data"]["eggroll_null"]
+    assert reasoning.arms(rec) == ("eggroll", "grpo") and len(reasoning.summary_lines(rec)) == 3

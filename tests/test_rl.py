@@ -222,3 +222,28 @@ def test_curves_interpolate_from_the_initial_policy_and_measure_late_gain():
     gain = rl_analysis.still_moving(rec)["E"]["EGGROLL r=1"]
     assert gain == pytest.approx((4.5 - 0.75 * 4.5) / 4.5)
     assert rl_analysis.steps_used(rec)["E"]["OpenES"] == (300, 300)
+
+
+def test_power_table_uses_the_normalised_seed_spread_and_the_aggregate_claim_reads_its_interval():
+    a = np.array([8.0, 9.0, 10.0, 11.0, 12.0])
+    b = np.array([9.5, 10.0, 10.5, 11.0, 9.0])
+    rec = synthetic_record(a, b, random=2.0)
+    row = rl_analysis.power_table(rec)["E"]
+    best = max(a.mean(), b.mean())
+    sa, sb = ((a - 2) / (best - 2)).std(ddof=1), ((b - 2) / (best - 2)).std(ddof=1)
+    assert row["sd_a"] == pytest.approx(sa) and row["sd_b"] == pytest.approx(sb) and row["seeds"] == 5
+    assert row["power"] == pytest.approx(stats.non_inferiority_power(sa, sb, 5, 0.10))
+    assert row["seeds_needed"] == stats.seeds_for_power(sa, sb, 0.10)
+    from lowrank_es.claims import rl as rl_claims
+
+    m = rl_claims.aggregate_parity(rec)
+    diff, lo, hi = rl_analysis.aggregate(rec)["EGGROLL r=1 - OpenES"]
+    assert m.measured == pytest.approx(lo) and m.details["interval_95"] == [round(lo, 4), round(hi, 4)]
+
+
+def test_ppo_counts_as_a_reference_only_where_it_learned():
+    rec = synthetic_record([10.0, 10.0], [10.0, 10.0], random=2.0)  # best 10, random 2
+    for final, learned in ((9.0, True), (5.0, False)):
+        rec["data"]["ppo"] = {"E": {"final_return": [final, final]}}
+        assert rl_analysis.ppo_learned(rec, "E") is learned
+    assert rl_analysis.ppo_learned(rec, "other") is False

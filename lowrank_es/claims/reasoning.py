@@ -65,6 +65,31 @@ def vs_grpo(results: dict | None = None) -> Measurement:
 
 
 @register(
+    "eggroll.reasoning.signal",
+    paper="EGGROLL",
+    statement="EGGROLL's gain comes from the reward: from the same seeds and the same token budget, its final "
+    "Countdown test accuracy is above that of the same run with each step's fitness shuffled across the "
+    "population (the null control: same tokens, same update sizes, no signal). Both gains are over the same "
+    "start, so the gain difference is the difference of the final accuracies.",
+    target=Target(low=0.0, text="lower end of the 95% CI of (EGGROLL - shuffled-fitness EGGROLL) test accuracy > 0"),
+    quick=False,
+    notebook=NOTEBOOK,
+)
+def signal(results: dict | None = None) -> Measurement:
+    """Welch's two-sided 95% interval of the difference of the seeds' final test accuracies."""
+    rec = _reference(results)
+    if "eggroll_null" not in rec["data"]:
+        raise ValueError("results must hold the null-control arm 'eggroll_null' (a reasoning record made with it)")
+    e, n = rec["data"]["eggroll"]["final"], rec["data"]["eggroll_null"]["final"]
+    diff, half = welch_ci(e, n)
+    start = float(np.mean(rec["data"]["start"]["per_prompt"]))
+    return Measurement(diff - half, None, seeds=min(len(e), len(n)), scale=rec["scale"], device=rec.get("device"),
+                       details={"difference": diff, "ci_half": half, "start": start,
+                                "eggroll_gain": float(np.mean(e)) - start, "null_gain": float(np.mean(n)) - start,
+                                "eggroll_per_seed": list(map(float, e)), "null_per_seed": list(map(float, n))})
+
+
+@register(
     "eggroll.reasoning.memory",
     paper="EGGROLL",
     statement="EGGROLL needs no backward pass or optimiser moments per sample, so its peak memory per sampled "

@@ -334,6 +334,41 @@ def meta_episode_statement(records: list[dict], job: str = "eggroll_naive") -> s
     return head
 
 
+def learning_statement(record: dict) -> str:
+    """Title of the learning figure, computed from the record: each method's final reward per
+    step against naive learners, the shaper's and its learners' (means over seeds), beside
+    mutual cooperation (-1)."""
+    parts = []
+    for label, job in (("EGGROLL r=1", "eggroll_naive"), ("OpenES", "openes_naive")):
+        shaper, learner = final_eval(record, job).mean(0)
+        parts.append(f"{label} shaper {shaper:.2f}, learners {learner:.2f}")
+    return (f"{record['scale']} scale ({len(record['seeds'])} seeds), final reward per step against naive learners:\n"
+            + "; ".join(parts) + " (mutual cooperation -1)")
+
+
+def inner_policy_statement(record: dict, job: str = "eggroll_naive") -> str:
+    """Title of the inner-policy figure, computed from the record: the shaper's cooperation
+    probabilities at the last meta-step and the learners' at the first and last."""
+    f = record["data"][job]["final"]
+    ps, po = np.asarray(f["shaper"]).mean(0), np.asarray(f["opponent"]).mean(0)
+    names = ("start", "CC", "CD", "DC", "DD")
+
+    def fmt(p):
+        return ", ".join(f"{n} {x:.2f}" for n, x in zip(names, p))
+
+    return (f"Shaper's p(C | state) at the last meta-step: {fmt(ps[-1])}\n"
+            f"naive learners' mean p(C): {po[0].mean():.2f} at the first meta-step, {po[-1].mean():.2f} at the last")
+
+
+def selfplay_statement(record: dict) -> str:
+    """Title of the self-play figure, computed from the record: both shapers' mean reward per
+    step at the first and last evaluation (mean over seeds), beside mutual cooperation (-1)."""
+    ev = np.asarray(record["data"]["selfplay"]["eval"]).mean(axis=2)  # (S, E)
+    return (f"mean reward per step {ev[:, 0].mean():.2f} at generation 0, "
+            f"{ev[:, -1].mean():.2f} at the end\n(seed range {ev[:, -1].min():.2f} to {ev[:, -1].max():.2f}; "
+            "mutual cooperation -1)")
+
+
 #: What M-FOS (arXiv:2205.01447) and its official code (luchris429/Model-Free-Opponent-Shaping) state
 #: for the IPD with exact inner values; the paper's result tables could not be read from the stored
 #: copies available here, so its statements are quoted, not its table entries.
@@ -372,17 +407,17 @@ def plots(record: dict) -> dict:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     plot_learning(axes[0], record, seat=0)
     plot_learning(axes[1], record, seat=1)
-    fig.suptitle(f"{record['scale']} scale: the ES meta-shaper out-earns mutual cooperation against naive learners")
+    fig.suptitle(learning_statement(record))
     fig.tight_layout()
     figs["learning"] = fig
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     plot_inner_policy(axes, record)
-    fig.suptitle("Against naive learners the shaper cooperates mostly after mutual cooperation; its learners learn to cooperate")
+    fig.suptitle(inner_policy_statement(record))
     fig.tight_layout()
     figs["inner_policy"] = fig
     fig, ax = plt.subplots()
     plot_selfplay(ax, record)
-    ax.set_title("Meta-self-play: two ES meta-shapers climb toward mutual cooperation after the curriculum")
+    ax.set_title("Meta-self-play: " + selfplay_statement(record), fontsize=10)
     figs["selfplay"] = fig
     return figs
 

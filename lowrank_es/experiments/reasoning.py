@@ -23,8 +23,12 @@ from lowrank_es.tasks import countdown_finetune as cf
 from lowrank_es.tasks import countdown_lm as cl
 
 METHODS = ("eggroll", "grpo")
-LABELS = {"eggroll": "EGGROLL", "grpo": "GRPO"}
-COLORS = {"eggroll": "C0", "grpo": "C3"}
+#: The null control: EGGROLL with each step's fitness shuffled across members (same tokens, same
+#: update sizes, no signal), run from the same seeds; what EGGROLL gains beyond it is the reward's doing.
+NULL = "eggroll_null"
+ARMS = (*METHODS, NULL)
+LABELS = {"eggroll": "EGGROLL", "grpo": "GRPO", NULL: "EGGROLL, shuffled fitness (null)"}
+COLORS = {"eggroll": "C0", "grpo": "C3", NULL: "0.55"}
 N_SAMPLES = 10  # test prompts shown with one sampled answer per model
 
 
@@ -73,6 +77,8 @@ def method_job(cfg: Config, method: str, seed: int) -> dict:
     fc = cfg.finetune
     if method == "eggroll":
         p, log = cf.eggroll_finetune(params, seed, fc, cfg.eggroll)
+    elif method == NULL:
+        p, log = cf.eggroll_finetune(params, seed, fc, dataclasses.replace(cfg.eggroll, null_control=True))
     else:
         p, log = cf.grpo_finetune(params, seed, fc, cfg.grpo)
     out = {**log, "final": float(cl.test_accuracy(p, cfg.n_test, cfg.test_samples).mean())}
@@ -90,15 +96,15 @@ def memory_job(cfg: Config) -> dict:
 
 def jobs(cfg: Config, seeds: tuple[int, ...]) -> dict:
     out = {"start": functools.partial(start_job, cfg), "memory": functools.partial(memory_job, cfg)}
-    for s in seeds:  # seed by seed, both methods: an interrupted run has finished whole seeds
-        out.update({f"{m}_seed{s}": functools.partial(method_job, cfg, m, s) for m in METHODS})
+    for s in seeds:  # seed by seed, every arm: an interrupted run has finished whole seeds
+        out.update({f"{m}_seed{s}": functools.partial(method_job, cfg, m, s) for m in ARMS})
     return out
 
 
 def combine(cfg: Config, seeds: tuple[int, ...], parts: dict) -> dict:
-    """``start``, ``memory`` and per method ``logs`` (one per seed, samples dropped), ``final``
-    (test accuracy per seed); ``samples``: one answer per model on the first test prompts (the
-    first seed of each method)."""
+    """``start``, ``memory`` and per arm (the two methods and the null control) ``logs`` (one per
+    seed, samples dropped), ``final`` (test accuracy per seed); ``samples``: one answer per model
+    on the first test prompts (the first seed of each method)."""
     data = {"start": {k: v for k, v in parts["start"].items() if k != "samples"}, "memory": parts["memory"]}
     rows = parts["start"]["samples"]
     for m in METHODS:
@@ -106,6 +112,9 @@ def combine(cfg: Config, seeds: tuple[int, ...], parts: dict) -> dict:
         data[m] = {"logs": [{k: v for k, v in r.items() if k not in ("samples", "final")} for r in runs],
                    "final": [r["final"] for r in runs]}
         rows = [{**row, **other} for row, other in zip(rows, runs[0]["samples"])]
+    runs = [parts[f"{NULL}_seed{s}"] for s in seeds]
+    data[NULL] = {"logs": [{k: v for k, v in r.items() if k not in ("samples", "final")} for r in runs],
+                  "final": [r["final"] for r in runs]}
     data["samples"] = rows
     return data
 
@@ -186,6 +195,11 @@ def sweep_table(record: dict) -> list[dict]:
 # ---------------------------------------------------------------------------
 
 
+def arms(record: dict) -> tuple[str, ...]:
+    """The arms a record holds: both methods, and the null control where it was run."""
+    return tuple(m for m in ARMS if m in record["data"])
+
+
 def summary_lines(record: dict) -> list[str]:
     """Start accuracy, then per method: final test accuracy (95% CI over seeds), tokens, steps."""
     from lowrank_es.stats import mean_ci, proportion_ci
@@ -193,7 +207,7 @@ def summary_lines(record: dict) -> list[str]:
     d = record["data"]
     s, sh = proportion_ci(d["start"]["per_prompt"])
     lines = [f"{'start':>8}: test accuracy {s:.3f} ± {sh:.3f} (95% CI over {len(d['start']['per_prompt'])} prompts)"]
-    for m in METHODS:
+    for m in arms(record):
         m_, h = mean_ci(d[m]["final"])
         logs = d[m]["logs"]
         toks = [log["tokens"] for log in logs]
@@ -206,7 +220,7 @@ def summary_lines(record: dict) -> list[str]:
 def plot_curves(axes, record: dict) -> None:
     """Validation accuracy of every seed against generated tokens (``axes[0]``) and training
     seconds (``axes[1]``)."""
-    for m in METHODS:
+    for m in arms(record):
         for i, log in enumerate(record["data"][m]["logs"]):
             c = np.asarray(log["curve"])
             for ax, x in zip(axes, (c[:, 0], c[:, 1])):
@@ -223,8 +237,8 @@ def plots(record: dict) -> dict:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     plot_curves(axes, record)
-    e, g = (np.mean(record["data"][m]["final"]) for m in METHODS)
-    fig.suptitle(f"{record['scale']} scale: final test accuracy EGGROLL {e:.3f}, GRPO {g:.3f} at the same token budget")
+    finals = ", ".join(f"{LABELS[m]} {np.mean(record['data'][m]['final']):.3f}" for m in arms(record))
+    fig.suptitle(f"{record['scale']} scale, final test accuracy at the same token budget: {finals}")
     fig.tight_layout()
     return {"accuracy_curves": fig}
 

@@ -64,6 +64,36 @@ def parity_table(record: dict, margin: float = PARITY_MARGIN, alpha: float = PAR
     return out
 
 
+def power_table(record: dict, margin: float = PARITY_MARGIN, alpha: float = PARITY_ALPHA, power: float = 0.8,
+                a: str = A, b: str = B) -> dict[str, dict[str, float]]:
+    """Per environment, from the record's seed standard deviations of the normalised final
+    returns: the power the per-environment non-inferiority test had with the seeds run when the
+    true difference is 0, and the seeds per method that would give it ``power``."""
+    out = {}
+    for env, by in finals(record).items():
+        na, nb = normalise(record, env, by[a]), normalise(record, env, by[b])
+        sa, sb = float(na.std(ddof=1)), float(nb.std(ddof=1))
+        n = min(na.size, nb.size)
+        out[env] = {"sd_a": sa, "sd_b": sb, "seeds": n,
+                    "power": stats.non_inferiority_power(sa, sb, n, margin, alpha),
+                    "seeds_needed": stats.seeds_for_power(sa, sb, margin, alpha, power)}
+    return out
+
+
+#: PPO is drawn and quoted as a reference only where it learned: its final mean return at least
+#: this fraction of the random-to-best (ES) range above the random policy.
+PPO_LEARNED = 0.5
+
+
+def ppo_learned(record: dict, env: str) -> bool:
+    """Whether the record's PPO run on ``env`` reached :data:`PPO_LEARNED` of the random-to-best
+    range (False: it is shown flagged, not as a reference)."""
+    p = record["data"].get("ppo", {}).get(env)
+    if p is None:
+        return False
+    return bool(normalise(record, env, [np.mean(arr(p["final_return"]))])[0] >= PPO_LEARNED)
+
+
 def aggregate(record: dict, reps: int = 2000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
     """IQM of the normalised final returns over all (seed, environment) with its 95% stratified
     bootstrap interval, per method, and for the difference ``A - B``."""
@@ -121,11 +151,21 @@ def summary_lines(record: dict) -> list[str]:
             p = record["data"]["ppo"][env]
             f = arr(p["final_return"])
             lines.append(f"{env:22s} {'PPO':12s} {'':8s} {'':8s} {f.mean():10.1f} {stats.iqm(f):8.1f} "
-                         f"{p['env_steps'][-1]:>10.3g}{'':11s} {'':>11s}")
+                         f"{p['env_steps'][-1]:>10.3g}{'':11s} {'':>11s}"
+                         + ("" if ppo_learned(record, env) else
+                            f"  did not learn (< {PPO_LEARNED:g} of the random-to-best range): not a reference"))
             if p["env_steps"][-1] > run["env_steps_budget"]:
                 at = ppo_at(record, env, run["env_steps_budget"])
                 lines.append(f"{'':22s} {'PPO at ES budget':16s} {'':4s} {'':8s} {at.mean():10.1f} {stats.iqm(at):8.1f}")
     return lines
+
+
+def progress_statement(record: dict, env: str) -> str:
+    """Each ES method's seed-mean return of the mean policy, initial -> final, on ``env`` (a
+    figure title computed from the record, so it says what the run shows)."""
+    runs = record["data"]["runs"][env]
+    return ", ".join(f"{m} {arr(r['initial_return']).mean():.0f} -> {arr(r['final_return']).mean():.0f}"
+                     for m, r in runs.items())
 
 
 def ppo_at(record: dict, env: str, steps: float) -> np.ndarray:
@@ -133,6 +173,16 @@ def ppo_at(record: dict, env: str, steps: float) -> np.ndarray:
     p = record["data"]["ppo"][env]
     i = int(np.searchsorted(arr(p["env_steps"]), steps, side="right")) - 1
     return arr(p["mean_return"])[:, max(i, 0)]
+
+
+def power_lines(record: dict, power: float = 0.8) -> list[str]:
+    """:func:`power_table` as text."""
+    lines = [f"{'environment':22s} {'sd ' + A:>15s} {'sd ' + B:>10s} {'seeds':>6s} {'power now':>9s} "
+             f"{'seeds for ' + format(power, '.0%') + ' power':>22s}"]
+    for env, r in power_table(record, power=power).items():
+        lines.append(f"{env:22s} {r['sd_a']:15.3f} {r['sd_b']:10.3f} {r['seeds']:6d} {r['power']:9.2f} "
+                     f"{r['seeds_needed']:22d}")
+    return lines
 
 
 def parity_lines(record: dict) -> list[str]:
@@ -173,8 +223,13 @@ def plot_env_curves(ax, record: dict, env: str, x: str = "env_steps") -> None:
         ys = arr(p["mean_return"])[:, keep]
         with np.errstate(invalid="ignore"):
             mu, se = np.nanmean(ys, 0), np.nanstd(ys, 0) / np.sqrt(len(ys))
-        ax.plot(xs, mu, color="0.4", label=f"PPO ({len(ys)} seeds)")
+        learned = ppo_learned(record, env)
+        ax.plot(xs, mu, color="0.4", ls="-" if learned else ":",
+                label=f"PPO ({len(ys)} seeds)" + ("" if learned else ": did not learn, not a reference"))
         ax.fill_between(xs, mu - se, mu + se, color="0.4", alpha=0.15)
+        if not learned:  # said on the panel itself: figures carry one legend, on their first panel
+            ax.text(0.98, 0.03, "PPO (dotted): did not learn,\nnot a reference", transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize=7, color="0.3")
     random = record["data"]["random_return"].get(env)
     if random is not None and np.isfinite(random):
         ax.axhline(random, color="k", ls=":", lw=1, label="random policy")

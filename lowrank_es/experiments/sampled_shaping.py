@@ -101,6 +101,63 @@ def published_method(game: str, method: str, seeds: tuple[int, ...], eval_episod
     return {"published": f"{game}/{method}", **evaluate_agents(game, actors, seeds, eval_episodes, steps)}
 
 
+def published_on_off(game: str, methods: dict[str, str], opponent: str = "self", seeds: tuple[int, ...] = (0, 1, 2),
+                     eval_episodes: int = 256, eval_seed: int = 0, steps: int = 50) -> dict[str, dict[str, np.ndarray]]:
+    """Shaping on against off on the published reference agents: seed ``s`` of each method
+    (``methods``: label -> method tag, e.g. ``{"LOQA": "loqa", "LOQA, shaping off":
+    "loqa_noshaping"}``) plays ``eval_episodes`` episodes against ``opponent``: ``"self"`` (a
+    copy of itself), a scripted agent of :data:`SCRIPTED` or another label (its seed ``s``).
+    Returns per label ``reward`` (S,) the agent's reward per step, ``opponent_reward`` (S,)
+    and, in the Coin Game, ``own_rate`` (S,) the fraction of picked coins taken by their owner.
+    Nothing is trained, so it runs in seconds; ``eval_seed`` draws other episodes."""
+    if opponent != "self" and opponent not in SCRIPTED[game] and opponent not in methods:
+        raise ValueError(f"opponent must be 'self', one of {sorted(SCRIPTED[game])} or one of {sorted(methods)}, "
+                         f"got {opponent!r}")
+    spec = spec_of(game, steps)
+    loaded = {lab: [agents.actor_only(agents.load(f"{game}/{m}/{int(s)}")) for s in seeds] for lab, m in methods.items()}
+    out = {}
+    for lab, actors in loaded.items():
+        rows = {"reward": [], "opponent_reward": [], "own_rate": []}
+        for i, (actor, s) in enumerate(zip(actors, seeds)):
+            other = (actor if opponent == "self" else loaded[opponent][i] if opponent in loaded
+                     else agents.scripted(SCRIPTED[game][opponent]))
+            st = episodes.evaluate(jax.random.PRNGKey(3000 + 97 * int(eval_seed) + int(s)), actor, other, spec,
+                                   eval_episodes)
+            rows["reward"].append(float(st["reward"][0]))
+            rows["opponent_reward"].append(float(st["reward"][1]))
+            if "own_rate" in st:
+                rows["own_rate"].append(float(st["own_rate"]))
+        out[lab] = {k: np.asarray(v) for k, v in rows.items() if v}
+    return out
+
+
+def plot_on_off(axes, result: dict[str, dict[str, np.ndarray]], colors: dict[str, str] | None = None) -> str:
+    """Bars of :func:`published_on_off`: per label the seed mean with its 95% Student-t
+    interval and one dot per seed, reward per step (axes[0]) and own-coin rate (axes[1], when
+    present). Returns a one-line reading computed from the data: the first label minus the
+    second with its Welch 95% interval, and whether that interval excludes 0."""
+    from lowrank_es import stats
+
+    labels = list(result)
+    keys = [k for k in ("reward", "own_rate") if k in result[labels[0]]]
+    names = {"reward": "agent's reward per step", "own_rate": "own-coin rate (both agents)"}
+    for ax, k in zip(axes, keys):
+        for i, lab in enumerate(labels):
+            v = result[lab][k]
+            m, h = stats.mean_ci(v)
+            color = (colors or {}).get(lab, f"C{i}")
+            ax.bar(i, m, yerr=h, color=color, alpha=0.5, capsize=6)
+            ax.plot(np.full(v.size, i), v, "o", color=color, ms=4)
+        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        ax.set_ylabel(names[k])
+        ax.axhline(0, color="k", lw=0.6)
+    a, b = labels[:2]
+    d, h = stats.welch_ci(result[a]["reward"], result[b]["reward"])
+    verdict = "excludes 0" if abs(d) > h else "includes 0"
+    return (f"{a} minus {b}: {d:+.3f} per step, Welch 95% interval [{d - h:+.3f}, {d + h:+.3f}] ({verdict}; "
+            f"{result[a]['reward'].size} seeds each)")
+
+
 def play_league(game: str, methods: dict[str, str], seeds: tuple[int, ...], directory: Path,
                 n_envs: int = 128, steps: int = 50) -> dict:
     """Cross-play of the trained agents (label -> method tag, seed ``s`` of each) and the

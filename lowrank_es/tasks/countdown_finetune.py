@@ -64,6 +64,7 @@ class EggrollConfig:
     sigma: float = 0.02
     lr: float = 3e-3
     optimizer: str = "adam"  # "adam" or "sgd"
+    null_control: bool = False  # True: each step's fitness is shuffled across members (no signal left)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.group, int) and self.group >= 2 and self.group % 2 == 0):
@@ -168,6 +169,7 @@ def eggroll_finetune(params: dict, seed: int, fc: FinetuneConfig = FinetuneConfi
     sample(state, -1, np.random.default_rng([seed, 2]))
     jax.block_until_ready(tell(state, jnp.zeros((es.population,), jnp.float32))[0].params)
     rng = np.random.default_rng([seed, 1])
+    null_rng = np.random.default_rng([seed, 3])
     tokens, seconds, steps, curve = 0, 0.0, 0, []
     marks = np.linspace(0, fc.token_budget, fc.eval_points)
     _eval_point(state.params, val, fc, 0, 0.0, curve)
@@ -176,7 +178,10 @@ def eggroll_finetune(params: dict, seed: int, fc: FinetuneConfig = FinetuneConfi
         t0 = time.perf_counter()
         problems, toks, gen = sample(state, steps, rng)
         r = rewards_of(problems, answers_of(toks, gen), fc.partial_credit)
-        state, _ = tell(state, jnp.asarray(group_fitness(r, ec.group), jnp.float32))
+        fit = group_fitness(r, ec.group)
+        if ec.null_control:  # same tokens, same update sizes, fitness unrelated to the member's noise
+            fit = null_rng.permutation(fit)
+        state, _ = tell(state, jnp.asarray(fit, jnp.float32))
         jax.block_until_ready(state.params)
         seconds += time.perf_counter() - t0
         tokens += int(gen.sum())
