@@ -107,14 +107,12 @@ def combine(cfg: Config, seeds: tuple[int, ...], parts: dict) -> dict:
     on the first test prompts (the first seed of each method)."""
     data = {"start": {k: v for k, v in parts["start"].items() if k != "samples"}, "memory": parts["memory"]}
     rows = parts["start"]["samples"]
-    for m in METHODS:
+    for m in ARMS:
         runs = [parts[f"{m}_seed{s}"] for s in seeds]
         data[m] = {"logs": [{k: v for k, v in r.items() if k not in ("samples", "final")} for r in runs],
                    "final": [r["final"] for r in runs]}
-        rows = [{**row, **other} for row, other in zip(rows, runs[0]["samples"])]
-    runs = [parts[f"{NULL}_seed{s}"] for s in seeds]
-    data[NULL] = {"logs": [{k: v for k, v in r.items() if k not in ("samples", "final")} for r in runs],
-                  "final": [r["final"] for r in runs]}
+        if m in METHODS:  # sample answers of the two methods only (the null's add nothing to read)
+            rows = [{**row, **other} for row, other in zip(rows, runs[0]["samples"])]
     data["samples"] = rows
     return data
 
