@@ -88,3 +88,11 @@ def test_sample_windows_are_contiguous_and_keyed():
     with pytest.raises(ValueError, match="length"):
         text_data.sample_windows(jax.random.key(0), tokens, 5, 2000)
     assert text_data.bits_per_char(math.log(2.0)) == pytest.approx(1.0)
+
+
+def test_in_sample_bigram_entropy_by_hand():
+    """nano-egg's bar on 0 1 0 1 0 0: after 0 come 1, 1, 0 (entropy H(2/3, 1/3)), after 1 always 0;
+    weights 3/5 and 2/5."""
+    h = -(2 / 3 * math.log2(2 / 3) + 1 / 3 * math.log2(1 / 3))
+    assert ngram.bigram_entropy_in_sample(np.array([0, 1, 0, 1, 0, 0]), 3) == pytest.approx(3 / 5 * h, abs=1e-12)
+    assert ngram.bigram_entropy_in_sample(np.array([2, 2, 2, 2]), 3) == 0.0

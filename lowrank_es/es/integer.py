@@ -16,15 +16,22 @@ offset hashed from ``(seed, generation, pair, leaf)``; a vector leaf gets ``s a 
 from two slices. Nothing per member is stored, and the layers never form ``A B^T``:
 :func:`int_linear` adds ``(s (x B) A^T) >> sigma_shift`` to ``x W^T``.
 
+Rank scaling
+------------
+With ``rank_scaling`` (the default) a leaf of rank ``r`` slices its ``A`` and ``B`` from a table of
+standard deviation ``noise_std / r**(1/4)``, so every entry of ``A B^T`` has standard deviation
+``noise_std**2`` whatever ``r``: the float strategy's ``A B^T / sqrt(r)``, so rank and the sigma
+shift are separate knobs. Without it (the earlier behaviour) the perturbation grows as ``sqrt(r)``.
+
 Update
 ------
 Each pair votes ``w_p = sign(f_{2p} - f_{2p+1})``; ``G = sum_p w_p A_p B_p^T`` is one int32 GEMM
 per matrix, and a weight moves by ``sign(G)`` (one integer step) where ``|G|`` passes an integer
-threshold: ``z`` standard deviations of ``G`` under random votes (``sqrt(P r) std^2``). ``z`` is
-fixed, or annealed from 0 (every weight moves) to ``threshold`` over ``anneal_generations`` with
-nano-egg's schedule of the two-sided tail mass ``alpha_g = 1 / ((1 / alpha_end - 1) g / G + 1)``,
-``z_g = Phi^{-1}(1 - alpha_g / 2)`` (tabulated on the host as integers, so the program stays integer).
-Parameters stay int8 throughout.
+threshold: ``z_t`` standard deviations of ``G`` under random votes (``sqrt(P r) std_r^2``). ``z_t``
+comes from a :class:`ThresholdSchedule`: fixed, or nano-egg's annealing of the two-sided tail mass
+``alpha_t = 1 / ((2**a - 1) t / T + 1)`` (from 1, every weight moves, to ``2**-a`` at ``t = T``),
+``z_t = Phi^{-1}(1 - alpha_t / 2)``, tabulated on the host as integers for every generation of the
+run, so the program stays integer. Parameters stay int8 throughout.
 """
 
 from __future__ import annotations
@@ -194,9 +201,52 @@ def key_to_seed(key: jax.Array) -> jax.Array:
 # ---------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class ThresholdSchedule:
+    """The vote threshold ``z_t`` per generation, as nano-egg sets it (``run.py``, ``alpha``).
+
+    ``alpha > 1``: annealed, two-sided tail mass ``alpha_t = 1 / ((2**alpha - 1) t / horizon + 1)``,
+    falling from 1 (``z = 0``: every weight with a nonzero vote sum moves) to ``2**-alpha`` at
+    ``t = horizon`` and on past it (nano-egg's default ``alpha = 4``: ``z = 1.86`` at the horizon).
+    ``0 < alpha <= 1``: a fixed tail mass ``alpha`` (nano-egg's sweeps use 0.125 and 0.25).
+    ``generations``: how many generations the integer table covers; a run longer than that is
+    refused (:meth:`IntEGGROLL.check_generations`) rather than silently holding the last value.
+    """
+
+    alpha: float = 4.0
+    horizon: int = 1000
+    generations: int = 1000
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.alpha, (int, float)) and 0 < self.alpha <= 16):
+            raise ValueError(f"alpha must be in (0, 16] (tail mass when <= 1, annealing exponent when > 1), "
+                             f"got {self.alpha!r}")
+        for name in ("horizon", "generations"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+
+    def tail_mass(self, t: np.ndarray | int) -> np.ndarray:
+        """Two-sided tail mass ``alpha_t`` at generation(s) ``t`` (float64)."""
+        t = np.asarray(t, np.float64)
+        if self.alpha <= 1:
+            return np.full(t.shape, float(self.alpha))
+        return 1.0 / ((2.0**self.alpha - 1.0) * t / self.horizon + 1.0)
+
+    def z(self, t: np.ndarray | int) -> np.ndarray:
+        """``z_t = Phi^{-1}(1 - alpha_t / 2)`` at generation(s) ``t`` (float64)."""
+        from scipy.stats import norm
+
+        return norm.isf(self.tail_mass(t) / 2)
+
+    def table(self) -> np.ndarray:
+        """``z_t`` for ``t = 0 .. generations``. -> (generations + 1,) float64"""
+        return self.z(np.arange(self.generations + 1))
+
+
 class IntESState(NamedTuple):
     params: PyTree  # int8 leaves
-    table: jax.Array  # (S,) int8, shared by all members
+    table: jax.Array  # (K, S) int8, shared by all members: one row per distinct table std
     seed: jax.Array  # uint32 scalar
     generation: jax.Array  # int32 scalar
 
@@ -207,18 +257,18 @@ class IntEGGROLL:
 
     population: N (even, >= 2). rank: r of every matrix perturbation (clipped to min(m, n)).
     sigma_shift: the perturbation ``A B^T`` is scaled by ``2**-sigma_shift`` (in [0, 15]).
-    noise_std: standard deviation of the table's rounded Gaussians (in [0.5, 32]).
+    noise_std: standard deviation of the table's rounded Gaussians (in [0.5, 32]); with
+    ``rank_scaling`` a rank-``r`` leaf uses ``noise_std / r**(1/4)`` (see the module docstring).
     threshold: z, in standard deviations of ``G`` under random votes, that ``|G|`` must exceed
-    for a weight to move (the final z when annealed). anneal_generations: 0 keeps z fixed;
-    G > 0 anneals z from 0 to ``threshold`` over G generations (see the module docstring).
+    for a weight to move: a number (fixed) or a :class:`ThresholdSchedule`.
     """
 
     population: int = 64
     rank: int = 1
     sigma_shift: int = 4
     noise_std: float = 8.0
-    threshold: float = 1.0
-    anneal_generations: int = 0
+    threshold: float | ThresholdSchedule = 1.0
+    rank_scaling: bool = True
     table_size: int = 1 << 16
     table_seed: int = 0
 
@@ -231,10 +281,9 @@ class IntEGGROLL:
             raise ValueError(f"sigma_shift must be an integer in [0, 15], got {self.sigma_shift!r}")
         if not 0.5 <= self.noise_std <= 32:
             raise ValueError(f"noise_std must be in [0.5, 32], got {self.noise_std!r}")
-        if not (isinstance(self.threshold, (int, float)) and 0 <= self.threshold <= 8):
-            raise ValueError(f"threshold must be a number in [0, 8], got {self.threshold!r}")
-        if not isinstance(self.anneal_generations, int) or self.anneal_generations < 0:
-            raise ValueError(f"anneal_generations must be an integer >= 0, got {self.anneal_generations!r}")
+        if not (isinstance(self.threshold, ThresholdSchedule)
+                or (isinstance(self.threshold, (int, float)) and 0 <= self.threshold <= 8)):
+            raise ValueError(f"threshold must be a number in [0, 8] or a ThresholdSchedule, got {self.threshold!r}")
 
     # -- sizes ----------------------------------------------------------------
 
@@ -252,25 +301,38 @@ class IntEGGROLL:
             return (shape[0] + shape[1]) * self.leaf_rank(shape)
         return 2 * int(np.prod(shape))
 
-    def z_schedule(self) -> np.ndarray:
-        """z per generation, (anneal_generations + 1,) float64 (host side; (1,) when fixed)."""
-        from scipy.stats import norm
+    def leaf_std(self, shape: tuple[int, ...]) -> float:
+        """Standard deviation of the table a leaf of this shape slices its noise from."""
+        if len(shape) == 2 and self.rank_scaling:
+            return float(self.noise_std / self.leaf_rank(shape) ** 0.25)
+        return float(self.noise_std)
 
-        G = self.anneal_generations
-        if G == 0 or self.threshold == 0:
-            return np.array([float(self.threshold)])
-        alpha_end = 2 * norm.sf(self.threshold)
-        alpha = 1.0 / ((1.0 / alpha_end - 1.0) * np.arange(G + 1) / G + 1.0)
-        return norm.isf(alpha / 2)
+    def z_schedule(self) -> np.ndarray:
+        """z per generation, float64: ``(generations + 1,)`` for a schedule, ``(1,)`` when fixed."""
+        if isinstance(self.threshold, ThresholdSchedule):
+            return self.threshold.table()
+        return np.array([float(self.threshold)])
+
+    def check_generations(self, generations: int) -> None:
+        """Raise unless the threshold table covers a run of ``generations`` generations."""
+        if isinstance(self.threshold, ThresholdSchedule) and generations > self.threshold.generations:
+            raise ValueError(f"the threshold schedule is tabulated for {self.threshold.generations} generations; "
+                             f"a run of {generations} needs ThresholdSchedule(generations >= {generations})")
 
     def int_threshold(self, shape: tuple[int, ...], generation: int | None = None) -> int | np.ndarray:
         """The integer vote threshold of a leaf of this shape: at ``generation``, or the whole
-        schedule (``(anneal_generations + 1,)`` int32) when ``generation`` is None."""
+        schedule (int32) when ``generation`` is None. ``z sqrt(P r) std_r^2``: the standard
+        deviation of ``G`` under random votes."""
         r = self.leaf_rank(shape) if len(shape) == 2 else 1
-        table = np.round(self.z_schedule() * math.sqrt(self.num_pairs * r) * self.noise_std**2).astype(np.int32)
+        scale = math.sqrt(self.num_pairs * r) * self.leaf_std(shape) ** 2
+        table = np.round(self.z_schedule() * scale).astype(np.int32)
         if generation is None:
             return table
         return int(table[min(int(generation), len(table) - 1)])
+
+    def table_stds(self, params: PyTree) -> tuple[float, ...]:
+        """The distinct table standard deviations the leaves of ``params`` use, in a fixed order."""
+        return tuple(sorted({self.leaf_std(jnp.shape(x)) for x in jax.tree_util.tree_leaves(params)}))
 
     # -- state ----------------------------------------------------------------
 
@@ -282,9 +344,14 @@ class IntEGGROLL:
         for leaf in leaves:
             if jnp.asarray(leaf).dtype != jnp.int8:
                 raise ValueError(f"params leaves must be int8, got dtype {jnp.asarray(leaf).dtype}")
+            if self.leaf_std(jnp.shape(leaf)) < 0.5:
+                raise ValueError(f"noise_std / rank**(1/4) must be >= 0.5 (a table of rounded Gaussians that fine "
+                                 f"is mostly zeros); got noise_std={self.noise_std}, rank {self.leaf_rank(jnp.shape(leaf))}")
             if self.span(jnp.shape(leaf)) > self.table_size:
                 raise ValueError(f"table_size must be >= {self.span(jnp.shape(leaf))} for a leaf of shape {jnp.shape(leaf)}")
-        table = jnp.asarray(noise_table(self.table_seed, self.table_size, self.noise_std))
+        # one table per distinct standard deviation (one, without rank scaling), rows in table_stds order
+        table = jnp.asarray(np.stack([noise_table(self.table_seed, self.table_size, std)
+                                      for std in self.table_stds(params)]))
         return IntESState(params, table, key_to_seed(key), jnp.zeros((), jnp.int32))
 
     # -- noise ----------------------------------------------------------------
@@ -292,11 +359,12 @@ class IntEGGROLL:
     def pair_noise(self, state: IntESState, pair: jax.Array, sign: jax.Array) -> PyTree:
         """Noise of draw ``pair`` with ``sign`` (+1 or -1): a pure function of (seed, generation, pair, leaf)."""
         leaves, treedef = jax.tree_util.tree_flatten(state.params)
+        stds = self.table_stds(state.params)
         out = []
         for j, leaf in enumerate(leaves):
             span = self.span(leaf.shape)
             off = table_offset(state.seed, state.generation, pair, j, span, self.table_size)
-            sl = jax.lax.dynamic_slice(state.table, (off,), (span,))
+            sl = jax.lax.dynamic_slice(state.table[stds.index(self.leaf_std(leaf.shape))], (off,), (span,))
             if leaf.ndim == 2:
                 m, n = leaf.shape
                 r = self.leaf_rank(leaf.shape)

@@ -16,18 +16,22 @@ from lowrank_es.tasks.text_data import load_corpus
 
 Config = char_lm.LMConfig
 
+# nano-egg's recipe (run.py, sweeps/wandb_sweep.yaml): rank 1, a perturbation of about 1 LSB
+# (table std 8, shift 6: 64 / 64; nano-egg's std 16 with shift 8 is the same), its annealed vote
+# threshold (alpha = 4 over the run: z from 0 to 1.86), 100 characters per member per generation
+# from contiguous streams with the recurrent state carried, population 1,024 (its default). The
+# float twin's sigma is the same 1/16 of its weights' standard deviation (1 / (16 sqrt(hidden))).
+# The reference's width, 32, and its 2,000 generations are what four methods x 3 seeds fit in
+# about 30 minutes on 2 idle cores (single-seed trials: width 16 ended at 3.61, 32 at 3.57).
 SCALES = {
-    "quick": Config(),
-    # population, batch and length from single-seed trials (notebook 04 lists them): at equal
-    # member-tokens population 256-512 beat 128, rank 4 beat rank 1, sigma shift 5 beat 6, and a
-    # fixed z = 0.5 beat nano-egg's annealed threshold at these lengths. A single-seed trial at
-    # population 512 reached the bigram after about 2,000 generations, so population 256 gets
-    # 4,800 (the same member-tokens and some margin): about 30 minutes for 3 seeds on 2 idle cores
-    "reference": Config(hidden=16, generations=4800, eval_every=400, eval_windows=64, population=256, batch=8),
+    "quick": Config(hidden=16, carry=True, segment=32, population=128, rank=1, sigma_shift=6, alpha=4.0,
+                    sigma=0.016, generations=400, eval_every=50),
+    "reference": Config(hidden=32, carry=True, segment=100, population=1024, rank=1, sigma_shift=6, alpha=4.0,
+                        sigma=0.011, generations=2000, eval_every=250, eval_windows=64),
 }
 SEEDS = {"quick": 2, "reference": 3}
 SAMPLE_LENGTH = 160
-COLORS = {"int8_es": "C3", "float_es": "C0", "backprop": "C2"}
+COLORS = {"int8_es": "C3", "int8_null": "0.5", "float_es": "C0", "backprop": "C2"}
 
 
 def baselines() -> dict:
@@ -37,6 +41,8 @@ def baselines() -> dict:
     return {"uniform": float(np.log2(V)), "unigram": ngram.unigram_bits(c.train, c.valid, V),
             "bigram": ngram.bigram_bits(c.train, c.valid, V),
             "bigram_kn": ngram.bigram_bits(c.train, c.valid, V, "kneser_ney"),
+            # nano-egg's own bar: the bigram's conditional entropy fitted on the validation split itself
+            "bigram_in_sample": ngram.bigram_entropy_in_sample(c.valid, V),
             "vocab": V, "train_chars": len(c.train), "valid_chars": len(c.valid)}
 
 
@@ -50,16 +56,19 @@ def train_method(cfg: Config, method: str, seeds: tuple[int, ...]) -> dict:
     c = load_corpus("char")
     quarter = max(cfg.eval_every, round(cfg.generations / 4 / cfg.eval_every) * cfg.eval_every)  # an evaluation point
     marks = (0, quarter, cfg.generations) if method == "int8_es" else (cfg.generations,)
+    integer = method in char_lm.INT8_METHODS
     h = char_lm.train(method, cfg, seeds, c.train, c.valid, c.vocab.size, checkpoint_at=marks)
     prompt = c.vocab.encode("\n")
     samples = {}
     for g in marks:
         p = char_lm.unstack(h["checkpoints"][g], 0)
-        toks = char_lm.sample(p, jax.random.key(1), SAMPLE_LENGTH, prompt, integer=method == "int8_es")
+        toks = char_lm.sample(p, jax.random.key(1), SAMPLE_LENGTH, prompt, integer=integer)
         samples[str(g)] = c.vocab.decode(toks)
     out = {"generations": h["generations"], "wall": h["wall"], "cpu": h["cpu"], "val_bpc": h["val_bpc"],
            "num_params": h["num_params"], "samples": samples,
            "load_avg": list(os.getloadavg())}  # 1, 5, 15 min at the end: > cpu_count means a shared machine
+    if integer:
+        out["moved_fraction"] = np.asarray(h["moved_fraction"]).round(6).tolist()
     if method == "int8_es":
         out["weights_init"] = _flat_int(char_lm.unstack(h["checkpoints"][0], 0))
         out["weights_final"] = _flat_int(char_lm.unstack(h["params"], 0))
@@ -164,6 +173,47 @@ def plot_weights(ax, record: dict) -> None:
     ax.set_title(f"{record['scale']} run: {np.mean(np.abs(w) == 127):.2%} of the int8 parameters saturated at ±127")
 
 
+def moved_curves(record: dict, window: int = 25) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per integer method: generations and the fraction of weights that moved, averaged over seeds
+    and over ``window`` generations (a running mean). -> {method: (x, y)}"""
+    out = {}
+    for m in char_lm.INT8_METHODS:
+        run = record["data"]["runs"].get(m)
+        if run is None or "moved_fraction" not in run:
+            continue
+        f = np.asarray(run["moved_fraction"]).mean(0)
+        w = max(1, min(window, len(f)))
+        y = np.convolve(f, np.ones(w) / w, mode="valid")
+        out[m] = (np.arange(len(y)) + w, y)
+    return out
+
+
+def plot_moved(ax, record: dict) -> None:
+    """Fraction of the int8 weights that move per generation: int8 EGGROLL against its
+    shuffled-fitness null, with the threshold's tail mass (the fraction expected to move under
+    random votes) where a schedule was used."""
+    curves = moved_curves(record)
+    for m, (x, y) in curves.items():
+        ax.plot(x, y, color=COLORS[m], label=char_lm.LABELS[m])
+    cfg = record["config"]
+    if cfg.get("alpha"):
+        from lowrank_es.es.integer import ThresholdSchedule
+
+        g = np.arange(cfg["generations"] + 1)
+        ax.plot(g, ThresholdSchedule(cfg["alpha"], cfg["generations"], cfg["generations"]).tail_mass(g), "k:",
+                lw=1, label="tail mass of the threshold (random votes, Gaussian limit)")
+    ax.set_yscale("log")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("fraction of weights moved")
+    ax.legend(fontsize=8)
+    if {"int8_es", "int8_null"} <= set(curves):
+        a, b = curves["int8_es"][1], curves["int8_null"][1]
+        n = max(1, len(a) // 4)
+        ratio = a[-n:].mean() / b[-n:].mean()
+        ax.set_title(f"{record['scale']}: over the last quarter {a[-n:].mean():.2%} of weights move per generation, "
+                     f"{ratio:.2f}x the null's {b[-n:].mean():.2%}", fontsize=9)
+
+
 def plots(record: dict) -> dict:
     import matplotlib.pyplot as plt
 
@@ -176,7 +226,13 @@ def plots(record: dict) -> dict:
     fig2, ax = plt.subplots(figsize=(7, 3.5))
     plot_weights(ax, record)
     fig2.tight_layout()
-    return {"curves": fig, "weights": fig2}
+    out = {"curves": fig, "weights": fig2}
+    if moved_curves(record):
+        fig3, ax = plt.subplots(figsize=(7, 3.5))
+        plot_moved(ax, record)
+        fig3.tight_layout()
+        out["moved"] = fig3
+    return out
 
 
 EXPERIMENT = register(Experiment(

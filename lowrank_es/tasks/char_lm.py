@@ -2,8 +2,12 @@
 the int8 minGRU (:mod:`lowrank_es.models.mingru_int8`) by integer EGGROLL with an integer fitness,
 and its float twin (:mod:`lowrank_es.models.mingru`) by float EGGROLL or by backprop (Adam).
 
-Every generation (or backprop step) sees ``batch`` random training windows of ``context``
-tokens, each read from a zero state. Seed ``s`` fixes the initial parameters (the int8 model's
+Data, two layouts. Windows (``carry=False``): every generation (or backprop step) sees ``batch``
+random training windows of ``context`` tokens, each read from a zero state. Streams
+(``carry=True``, nano-egg's layout): the training split is cut into ``population / 2`` contiguous
+streams; generation ``g`` reads the next ``segment`` tokens of every stream, antithetic pair ``p``
+on stream ``p``, and each member (each backprop stream) carries its recurrent state from one
+generation to the next, restarting from zero when its stream wraps around. Seed ``s`` fixes the initial parameters (the int8 model's
 are the rounding of the float twin's), the training windows and the noise; all seeds of a method
 train side by side (vmapped) in one compiled program. Validation bits/char is measured every
 ``eval_every`` generations on fixed windows, exactly (float log-softmax of the logits): a
@@ -22,24 +26,28 @@ import numpy as np
 import optax
 
 from lowrank_es.es.eggroll import EGGROLL
-from lowrank_es.es.integer import IntEGGROLL, IntESState
+from lowrank_es.es.integer import IntEGGROLL, IntESState, ThresholdSchedule
 from lowrank_es.models import mingru, mingru_int8
-from lowrank_es.tasks.text_data import bits_per_char, eval_windows, sample_windows
+from lowrank_es.tasks.text_data import bits_per_char, eval_windows, sample_windows, stream_piece, streams
 
 PyTree = Any
 
-METHODS = ("int8_es", "float_es", "backprop")
-LABELS = {"int8_es": "int8 EGGROLL", "float_es": "float EGGROLL", "backprop": "backprop (Adam)"}
+METHODS = ("int8_es", "int8_null", "float_es", "backprop")
+LABELS = {"int8_es": "int8 EGGROLL", "int8_null": "int8 EGGROLL, shuffled fitness", "float_es": "float EGGROLL",
+          "backprop": "backprop (Adam)"}
+INT8_METHODS = ("int8_es", "int8_null")
 
 
 @dataclasses.dataclass(frozen=True)
 class LMConfig:
     """Model, data, schedule and the settings of each method.
 
-    Integer EGGROLL: ``sigma_shift``, ``noise_std``, ``threshold`` (z) and ``anneal`` (anneal z
-    from 0 over the whole run, nano-egg's schedule, or keep it fixed), see
-    :class:`lowrank_es.es.integer.IntEGGROLL`. Float EGGROLL: ``sigma``, Adam ``es_lr``.
-    Backprop: Adam ``bp_lr``. ``population`` and ``rank`` are shared by both ES methods.
+    Integer EGGROLL: ``sigma_shift``, ``noise_std``, ``rank_scaling`` and the vote threshold: a
+    fixed ``threshold`` (z) when ``alpha`` is 0, else nano-egg's schedule with that ``alpha`` over
+    the run (:class:`lowrank_es.es.integer.ThresholdSchedule`). ``int8_null`` is the same run with
+    the fitness shuffled within every generation (the null control). Float EGGROLL: ``sigma``,
+    Adam ``es_lr``. Backprop: Adam ``bp_lr``. ``population`` and ``rank`` are shared by the ES
+    methods. ``carry``: the stream layout with ``segment`` tokens per generation (module docstring).
     """
 
     hidden: int = 16
@@ -55,14 +63,18 @@ class LMConfig:
     sigma_shift: int = 5
     noise_std: float = 8.0
     threshold: float = 0.5
-    anneal: bool = False
+    alpha: float = 0.0
+    rank_scaling: bool = True
+    carry: bool = False
+    segment: int = 100
     sigma: float = 0.03
     es_lr: float = 0.01
     bp_lr: float = 0.01
     methods: tuple[str, ...] = METHODS
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "n_layers", "batch", "generations", "eval_every", "eval_windows", "population", "rank"):
+        for name in ("hidden", "n_layers", "batch", "generations", "eval_every", "eval_windows", "population", "rank",
+                     "segment"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
@@ -76,8 +88,10 @@ class LMConfig:
 
     def int_es(self) -> IntEGGROLL:
         """The integer strategy of this config."""
-        return IntEGGROLL(self.population, self.rank, self.sigma_shift, self.noise_std, self.threshold,
-                          anneal_generations=self.generations if self.anneal else 0)
+        thr = (ThresholdSchedule(self.alpha, horizon=self.generations, generations=self.generations)
+               if self.alpha else self.threshold)
+        return IntEGGROLL(self.population, self.rank, self.sigma_shift, self.noise_std, thr,
+                          rank_scaling=self.rank_scaling)
 
     def float_es(self) -> EGGROLL:
         """The float strategy of this config (Adam, centred ranks)."""
@@ -85,16 +99,73 @@ class LMConfig:
                        optimizer=optax.adam(self.es_lr), clip_rank=True)
 
 
-def int8_generation(es: IntEGGROLL, train_tokens: jax.Array, batch: int, context: int) -> Callable:
-    """One whole generation of integer EGGROLL: ``(state, data_key, g) -> state``. Draws the
-    ``batch`` windows of generation ``g``, scores every member by its integer log-likelihood
-    (:func:`mingru_int8.window_log_likelihood`) and applies the integer update."""
+def _shuffled(fitness: jax.Array, key: jax.Array) -> jax.Array:
+    """The null control's fitness: the generation's values in a random order (the same key gives
+    the same order)."""
+    return fitness[jax.random.permutation(key, fitness.shape[0])]
 
-    def gen(state: IntESState, data_key: jax.Array, g: jax.Array) -> IntESState:
-        windows = sample_windows(jax.random.fold_in(data_key, g), train_tokens, batch, context)
-        return es.step(state, lambda p, nz, i: mingru_int8.window_log_likelihood(p, windows, nz))[0]
+
+def int8_generation(es: IntEGGROLL, train_tokens: jax.Array, batch: int, context: int,
+                    null: bool = False) -> Callable:
+    """One whole generation of integer EGGROLL, window layout: ``(state, data_key, g) -> (state,
+    moved)``. Draws the ``batch`` windows of generation ``g``, scores every member by its integer
+    log-likelihood (:func:`mingru_int8.window_log_likelihood`), shuffles the scores when ``null``,
+    and applies the integer update; ``moved`` counts the weights that moved."""
+
+    def gen(state: IntESState, data_key: jax.Array, g: jax.Array) -> tuple[IntESState, jax.Array]:
+        k = jax.random.fold_in(data_key, g)
+        windows = sample_windows(k, train_tokens, batch, context)
+        fit = es.evaluate(state, lambda p, nz, i: mingru_int8.window_log_likelihood(p, windows, nz))
+        if null:
+            fit = _shuffled(fit, jax.random.fold_in(k, 1))
+        state, metrics = es.tell(state, fit)
+        return state, metrics["moved"]
 
     return gen
+
+
+def int8_stream_generation(es: IntEGGROLL, stream_tokens: jax.Array, segment: int, null: bool = False) -> Callable:
+    """One generation of integer EGGROLL, stream layout: ``((state, h), data_key, g) -> ((state,
+    h), moved)`` with ``h`` (N, L, d) int8 every member's carried state. Pair ``p`` reads the
+    ``g``-th piece of stream ``p``; the fitness is the integer log-likelihood of the piece."""
+
+    def gen(carry, data_key: jax.Array, g: jax.Array):
+        state, h = carry
+        piece, first = stream_piece(stream_tokens, g, segment)
+        h = jnp.where(first, jnp.zeros_like(h), h)
+
+        def member(i, h_i):
+            nz = es.member_noise(state, i)
+            toks = piece[i // 2]
+            h_i, logits = jax.lax.scan(lambda hh, t: mingru_int8.step(state.params, hh, t, nz), h_i, toks[:-1])
+            return mingru_int8.log_likelihood(logits, toks[1:]), h_i
+
+        fit, h = jax.vmap(member)(jnp.arange(es.population, dtype=jnp.int32), h)
+        if null:
+            fit = _shuffled(fit, jax.random.fold_in(jax.random.fold_in(data_key, g), 1))
+        state, metrics = es.tell(state, fit)
+        return (state, h), metrics["moved"]
+
+    return gen
+
+
+def int8_program(cfg: LMConfig, es: IntEGGROLL, train_tokens: jax.Array, state: IntESState,
+                 null: bool = False) -> tuple[Callable, Any]:
+    """One generation of integer EGGROLL in ``cfg``'s data layout and the carry it starts from:
+    ``(gen, carry)`` with ``gen(carry, data_key, g) -> (carry, moved)``; the carry is ``state``
+    (windows) or ``(state, h)`` with every member's zero recurrent state (streams)."""
+    if not cfg.carry:
+        return int8_generation(es, train_tokens, cfg.batch, cfg.context, null), state
+    st = jnp.asarray(streams(np.asarray(train_tokens), es.population // 2, cfg.segment))
+    h0 = jnp.zeros((es.population, cfg.n_layers, cfg.hidden), jnp.int8)
+    return int8_stream_generation(es, st, cfg.segment, null), (state, h0)
+
+
+def _stream_log_likelihood(step_fn: Callable, params: PyTree, h: jax.Array, toks: jax.Array, noise=None):
+    """Float log-likelihood of ``toks[1:]`` read on from state ``h``; -> (summed log p, new state)."""
+    h, logits = jax.lax.scan(lambda hh, t: step_fn(params, hh, t, noise), h, toks[:-1])
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return jnp.sum(jnp.take_along_axis(logp, toks[1:, None], axis=-1)), h
 
 
 def _stack(trees: list) -> PyTree:
@@ -109,7 +180,9 @@ def train(method: str, cfg: LMConfig, seeds: tuple[int, ...], train_tokens: np.n
     (evaluation and compilation excluded), ``cpu`` (K,) the process CPU seconds of the same
     intervals (all threads; a measure of the work that a shared machine does not inflate),
     ``val_bpc`` (S, K), ``params`` (final, leading seed
-    axis), ``checkpoints`` {generation: params with a seed axis} and ``num_params`` (per model)."""
+    axis), ``checkpoints`` {generation: params with a seed axis}, ``num_params`` (per model) and,
+    for the integer methods, ``moved_fraction`` (S, generations): the fraction of the weights that
+    moved in each generation."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     seeds = tuple(int(s) for s in seeds)
@@ -125,38 +198,77 @@ def train(method: str, cfg: LMConfig, seeds: tuple[int, ...], train_tokens: np.n
     def batch_at(kd, g):
         return sample_windows(jax.random.fold_in(kd, g), train_j, cfg.batch, cfg.context)
 
-    if method == "int8_es":
+    zero = jnp.zeros((), jnp.int32)
+    if cfg.carry:
+        stream_j = jnp.asarray(streams(train_tokens, cfg.population // 2, cfg.segment))
+    if method in INT8_METHODS:
         es = cfg.int_es()
+        es.check_generations(cfg.generations)
         state = _stack([es.init(k[2], mingru_int8.quantise(p)) for k, p in zip(keys, fparams)])
-        gen = int8_generation(es, train_j, cfg.batch, cfg.context)
-        get_params = lambda s: s.params
+        if cfg.carry:
+            h0 = jnp.zeros((len(seeds), es.population, cfg.n_layers, cfg.hidden), jnp.int8)
+            state = (state, h0)
+            gen = int8_stream_generation(es, stream_j, cfg.segment, null=method == "int8_null")
+            get_params = lambda s: s[0].params
+        else:
+            gen = int8_generation(es, train_j, cfg.batch, cfg.context, null=method == "int8_null")
+            get_params = lambda s: s.params
         eval_nll = lambda p: mingru_int8.nll(jax.vmap(lambda x: mingru_int8.apply(p, x[:-1]))(ev), ev[:, 1:])
     else:
         eval_nll = lambda p: jnp.sum(jax.vmap(mingru.loss, (None, 0))(p, ev)) * (ev.shape[1] - 1)
         if method == "float_es":
             es = cfg.float_es()
             state = _stack([es.init(k[2], p) for k, p in zip(keys, fparams)])
+            if cfg.carry:
+                state = (state, jnp.zeros((len(seeds), es.population, cfg.n_layers, cfg.hidden), jnp.float32))
 
-            def gen(state, kd, g):
-                w = batch_at(kd, g)
-                fit = lambda p, nz, i: -jnp.sum(jax.vmap(mingru.loss, (None, 0, None))(p, w, nz))
-                return es.step(state, fit)[0]
+                def gen(carry, kd, g):
+                    st, h = carry
+                    piece, first = stream_piece(stream_j, g, cfg.segment)
+                    h = jnp.where(first, jnp.zeros_like(h), h)
+                    fit, h = es.map_members(
+                        st, lambda p, nz, i, h_i: _stream_log_likelihood(mingru.step, p, h_i, piece[i // 2], nz), h)
+                    return (es.tell(st, fit)[0], h), zero
 
-            get_params = lambda s: s.params
+                get_params = lambda s: s[0].params
+            else:
+                def gen(state, kd, g):
+                    w = batch_at(kd, g)
+                    fit = lambda p, nz, i: -jnp.sum(jax.vmap(mingru.loss, (None, 0, None))(p, w, nz))
+                    return es.step(state, fit)[0], zero
+
+                get_params = lambda s: s.params
         else:
             opt = optax.adam(cfg.bp_lr)
             state = _stack([(p, opt.init(p)) for p in fparams])
+            if cfg.carry:
+                state = (state, jnp.zeros((len(seeds), cfg.population // 2, cfg.n_layers, cfg.hidden), jnp.float32))
 
-            def gen(state, kd, g):
-                p, o = state
-                grads = jax.grad(lambda q: jnp.mean(jax.vmap(mingru.loss, (None, 0))(q, batch_at(kd, g))))(p)
-                upd, o = opt.update(grads, o, p)
-                return optax.apply_updates(p, upd), o
+                def gen(carry, kd, g):
+                    (p, o), h = carry
+                    piece, first = stream_piece(stream_j, g, cfg.segment)
+                    h = jnp.where(first, jnp.zeros_like(h), h)
 
-            get_params = lambda s: s[0]
+                    def loss_fn(q):  # truncated backprop through time: the carried state is a constant
+                        ll, hn = jax.vmap(lambda h_s, t: _stream_log_likelihood(mingru.step, q, h_s, t))(h, piece)
+                        return -jnp.sum(ll) / ll.size / cfg.segment, hn
 
-    def one_chunk(state, kd, g0):
-        return jax.lax.scan(lambda s, g: (gen(s, kd, g), None), state, g0 + jnp.arange(cfg.eval_every))[0]
+                    (_, h), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
+                    upd, o = opt.update(grads, o, p)
+                    return ((optax.apply_updates(p, upd), o), jax.lax.stop_gradient(h)), zero
+
+                get_params = lambda s: s[0][0]
+            else:
+                def gen(state, kd, g):
+                    p, o = state
+                    grads = jax.grad(lambda q: jnp.mean(jax.vmap(mingru.loss, (None, 0))(q, batch_at(kd, g))))(p)
+                    upd, o = opt.update(grads, o, p)
+                    return (optax.apply_updates(p, upd), o), zero
+
+                get_params = lambda s: s[0]
+
+    def one_chunk(state, kd, g0):  # -> (state, weights moved per generation (eval_every,))
+        return jax.lax.scan(lambda s, g: gen(s, kd, g), state, g0 + jnp.arange(cfg.eval_every))
 
     chunk = jax.jit(jax.vmap(one_chunk, (0, 0, None)))
     evaluate = jax.jit(jax.vmap(lambda s: bits_per_char(eval_nll(get_params(s)) / n_pred)))
@@ -166,9 +278,11 @@ def train(method: str, cfg: LMConfig, seeds: tuple[int, ...], train_tokens: np.n
         ckpts[0] = get_params(state)
     chunk = chunk.lower(state, k_data, jnp.int32(0)).compile()  # compile outside the timed region
     wall = cpu = 0.0
+    moved = []
     for g in range(0, cfg.generations, cfg.eval_every):
         t0, c0 = time.perf_counter(), time.process_time()
-        state = jax.block_until_ready(chunk(state, k_data, jnp.int32(g)))
+        state, moved_g = jax.block_until_ready(chunk(state, k_data, jnp.int32(g)))
+        moved.append(np.asarray(moved_g))
         wall += time.perf_counter() - t0
         cpu += time.process_time() - c0
         gens.append(g + cfg.eval_every)
@@ -179,8 +293,11 @@ def train(method: str, cfg: LMConfig, seeds: tuple[int, ...], train_tokens: np.n
             ckpts[g + cfg.eval_every] = get_params(state)
     params = get_params(state)
     n = int(sum(x[0].size for x in jax.tree_util.tree_leaves(params)))
-    return {"generations": np.array(gens), "wall": np.array(walls), "cpu": np.array(cpus), "val_bpc": np.stack(bpcs, axis=1),
-            "params": params, "checkpoints": ckpts, "num_params": n}
+    out = {"generations": np.array(gens), "wall": np.array(walls), "cpu": np.array(cpus), "val_bpc": np.stack(bpcs, axis=1),
+           "params": params, "checkpoints": ckpts, "num_params": n}
+    if method in INT8_METHODS:
+        out["moved_fraction"] = np.concatenate(moved, axis=1) / n  # (S, generations)
+    return out
 
 
 def unstack(tree: PyTree, i: int) -> PyTree:

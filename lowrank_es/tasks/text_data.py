@@ -106,6 +106,34 @@ def sample_windows(key: jax.Array, tokens: jax.Array, batch: int, length: int) -
     return jnp.asarray(tokens)[idx]
 
 
+def streams(tokens: np.ndarray, n_streams: int, segment: int) -> np.ndarray:
+    """The corpus cut into ``n_streams`` contiguous streams, each a whole number of ``segment``-token
+    pieces plus one target token (nano-egg's data layout: stream ``s`` is read in order, one piece
+    per generation, a recurrent state carried from piece to piece).
+
+    tokens: (N,) -> (n_streams, K * segment + 1) int32 with ``K = (N - n_streams) // (n_streams * segment)``
+    pieces per stream; the tail of the corpus that does not fill a piece is dropped."""
+    n = len(tokens)
+    if not isinstance(n_streams, int) or not isinstance(segment, int) or n_streams < 1 or segment < 1:
+        raise ValueError(f"n_streams and segment must be integers >= 1, got {n_streams!r}, {segment!r}")
+    k = (n - n_streams) // (n_streams * segment)
+    if k < 1:
+        raise ValueError(f"{n} tokens cannot fill {n_streams} streams of one {segment}-token piece; "
+                         f"need n_streams * (segment + 1) <= {n}")
+    length = k * segment + 1
+    return np.asarray(tokens[: n_streams * length], np.int32).reshape(n_streams, length)
+
+
+def stream_piece(stream_tokens: jax.Array, generation: jax.Array, segment: int) -> tuple[jax.Array, jax.Array]:
+    """Piece ``generation mod K`` of every stream, with its target token: (S, segment + 1), and
+    whether it is a stream's first piece (a recurrent state carried into it must restart from zero).
+    stream_tokens: (S, K * segment + 1) from :func:`streams`. Jittable in ``generation``."""
+    k = (stream_tokens.shape[1] - 1) // segment
+    j = jnp.asarray(generation) % k
+    piece = jax.lax.dynamic_slice_in_dim(stream_tokens, j * segment, segment + 1, axis=1)
+    return piece, j == 0
+
+
 def eval_windows(tokens: np.ndarray, n_windows: int, length: int) -> np.ndarray:
     """``n_windows`` evenly spaced, non-overlapping windows of ``length`` tokens (deterministic).
 
