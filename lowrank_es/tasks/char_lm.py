@@ -124,6 +124,13 @@ def int8_generation(es: IntEGGROLL, train_tokens: jax.Array, batch: int, context
     return gen
 
 
+def _next_piece(stream_tokens: jax.Array, g: jax.Array, segment: int, h: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Generation ``g``'s piece of every stream and the carried states ``h`` it is read from
+    (zero where the streams wrap around: a new pass starts from a zero state)."""
+    piece, first = stream_piece(stream_tokens, g, segment)
+    return piece, jnp.where(first, jnp.zeros_like(h), h)
+
+
 def int8_stream_generation(es: IntEGGROLL, stream_tokens: jax.Array, segment: int, null: bool = False) -> Callable:
     """One generation of integer EGGROLL, stream layout: ``((state, h), data_key, g) -> ((state,
     h), moved)`` with ``h`` (N, L, d) int8 every member's carried state. Pair ``p`` reads the
@@ -131,8 +138,7 @@ def int8_stream_generation(es: IntEGGROLL, stream_tokens: jax.Array, segment: in
 
     def gen(carry, data_key: jax.Array, g: jax.Array):
         state, h = carry
-        piece, first = stream_piece(stream_tokens, g, segment)
-        h = jnp.where(first, jnp.zeros_like(h), h)
+        piece, h = _next_piece(stream_tokens, g, segment, h)
 
         def member(i, h_i):
             nz = es.member_noise(state, i)
@@ -224,8 +230,7 @@ def train(method: str, cfg: LMConfig, seeds: tuple[int, ...], train_tokens: np.n
 
                 def gen(carry, kd, g):
                     st, h = carry
-                    piece, first = stream_piece(stream_j, g, cfg.segment)
-                    h = jnp.where(first, jnp.zeros_like(h), h)
+                    piece, h = _next_piece(stream_j, g, cfg.segment, h)
                     fit, h = es.map_members(
                         st, lambda p, nz, i, h_i: _stream_log_likelihood(mingru.step, p, h_i, piece[i // 2], nz), h)
                     return (es.tell(st, fit)[0], h), zero
@@ -246,8 +251,7 @@ def train(method: str, cfg: LMConfig, seeds: tuple[int, ...], train_tokens: np.n
 
                 def gen(carry, kd, g):
                     (p, o), h = carry
-                    piece, first = stream_piece(stream_j, g, cfg.segment)
-                    h = jnp.where(first, jnp.zeros_like(h), h)
+                    piece, h = _next_piece(stream_j, g, cfg.segment, h)
 
                     def loss_fn(q):  # truncated backprop through time: the carried state is a constant
                         ll, hn = jax.vmap(lambda h_s, t: _stream_log_likelihood(mingru.step, q, h_s, t))(h, piece)
