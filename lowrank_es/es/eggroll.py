@@ -15,12 +15,18 @@ The forward pass never materialises ``E_i``: :func:`linear` computes
 ``x @ W.T`` GEMM is shared when ``x`` is. The gradient estimate
 ``g = 1 / (N sigma) sum_i f_i s_i E_i`` is one ``(m x P r) @ (P r x n)`` product over the
 ``P`` noise draws, handed to an optax optimiser as ``-g`` (ascent on fitness).
+
+Two options follow the official HyperscaleES code: ``frozen`` leaves (regular expressions on
+the leaf path, e.g. the embedding and the head) get no noise and never move, and
+``estimator="hyperscale"`` hands the optimiser ``(sigma / sqrt(N)) sum_i f_i s_i E_i`` (the
+official update before its learning rate) instead of the ES gradient.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -34,6 +40,12 @@ from lowrank_es.es import noise as noise_gen
 PyTree = Any
 
 FITNESS_SHAPINGS = ("centered_rank", "zscore", "raw")
+#: What :meth:`EGGROLL.gradient` returns, for the same shaped fitness ``f`` and noise ``s_i E_i``:
+#: ``"gradient"``: ``1 / (N sigma) sum_i f_i s_i E_i``, the gradient of the Gaussian-smoothed
+#: objective; ``"hyperscale"``: ``(sigma / sqrt(N)) sum_i f_i s_i E_i`` = ``sigma^2 sqrt(N)`` times
+#: that, the official code's update (a step's size then follows sigma and sqrt(N), so a
+#: learning rate tuned there transfers).
+ESTIMATORS = ("gradient", "hyperscale")
 
 
 # ---------------------------------------------------------------------------
@@ -115,10 +127,11 @@ def add(v: jax.Array, noise: LowRank | Dense | None = None) -> jax.Array:
 
 
 def materialise(params: PyTree, noise: PyTree | None) -> PyTree:
-    """``params + perturbation`` leaf by leaf (the naive-ES reference path)."""
+    """``params + perturbation`` leaf by leaf (the naive-ES reference path); a frozen leaf
+    (``None`` noise) is left as it is."""
     if noise is None:
         return params
-    return jax.tree_util.tree_map(lambda p, n: p + perturbation(n).astype(p.dtype), params, noise, is_leaf=None)
+    return jax.tree_util.tree_map(lambda p, n: p if n is None else p + perturbation(n).astype(p.dtype), params, noise)
 
 
 # ---------------------------------------------------------------------------
@@ -172,6 +185,10 @@ class EGGROLL:
 
     sigma: noise scale (> 0). population: N members (>= 2; even when antithetic).
     optimizer: any optax transformation; it receives ``-g`` so it ascends the fitness.
+    estimator: ``"gradient"`` or ``"hyperscale"`` (:data:`ESTIMATORS`): the scale of ``g``.
+    frozen: regular expressions searched in each leaf's path (``jax.tree_util.keystr``, e.g.
+    ``"['tok']"``); a matching leaf gets no noise (``None`` in the noise pytree) and a zero
+    gradient, so it never moves. Every pattern must match a leaf and one leaf must stay free.
     clip_rank: if True, a matrix smaller than ``rank`` uses ``min(rank, m, n)``;
     otherwise such a matrix is an error.
     noise: the generator of member noise (:mod:`lowrank_es.es.noise`): ``"table"`` (a hashed
@@ -190,9 +207,20 @@ class EGGROLL:
     optimizer: optax.GradientTransformation = dataclasses.field(default_factory=lambda: optax.sgd(1e-2))
     clip_rank: bool = False
     noise: str = "auto"
+    estimator: str = "gradient"
+    frozen: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         noise_gen.resolve(self.noise)  # validates
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if not (isinstance(self.frozen, tuple) and all(isinstance(f, str) for f in self.frozen)):
+            raise ValueError(f"frozen must be a tuple of regular expressions (str), got {self.frozen!r}")
+        for f in self.frozen:
+            try:
+                re.compile(f)
+            except re.error as err:
+                raise ValueError(f"frozen pattern {f!r} is not a regular expression: {err}") from None
         if not (isinstance(self.sigma, (int, float)) and math.isfinite(self.sigma) and self.sigma > 0):
             raise ValueError(f"sigma must be a finite number > 0, got {self.sigma!r}")
         if not isinstance(self.population, int) or self.population < 2:
@@ -225,6 +253,18 @@ class EGGROLL:
             )
         return self.rank
 
+    def is_frozen(self, path: str) -> bool:
+        """Whether the leaf at ``path`` (``jax.tree_util.keystr``) matches a ``frozen`` pattern."""
+        return any(re.search(f, path) for f in self.frozen)
+
+    def _check_frozen(self, params: PyTree) -> None:
+        paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+        for f in self.frozen:
+            if not any(re.search(f, p) for p in paths):
+                raise ValueError(f"frozen pattern {f!r} matches no leaf of params; leaf paths: {paths}")
+        if paths and all(self.is_frozen(p) for p in paths):
+            raise ValueError(f"frozen {self.frozen!r} freezes every leaf of params: nothing would be searched")
+
     # -- state --------------------------------------------------------------
 
     def init(self, key: jax.Array, params: PyTree) -> ESState:
@@ -236,6 +276,7 @@ class EGGROLL:
             if not jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating):
                 raise ValueError(f"params leaves must be floating point, got dtype {jnp.asarray(leaf).dtype}")
             self.leaf_rank(jnp.shape(leaf))  # validates rank against every matrix
+        self._check_frozen(params)
         params = jax.tree_util.tree_map(jnp.asarray, params)
         return ESState(params, self.optimizer.init(params), key, jnp.zeros((), jnp.int32))
 
@@ -290,12 +331,16 @@ class EGGROLL:
 
     def pair_noise(self, state: ESState, pair: jax.Array) -> PyTree:
         """The ``+`` noise of draw ``pair`` (members ``2 pair`` and ``2 pair + 1`` with antithetic
-        sampling, member ``pair`` without): a pure function of (key, generation, pair, leaf)."""
+        sampling, member ``pair`` without): a pure function of (key, generation, pair, leaf).
+        A frozen leaf's noise is ``None``; the other leaves draw what they draw unfrozen."""
         noise_gen.check_key(state.key)
         k = jax.random.fold_in(jax.random.fold_in(state.key, state.generation), jnp.asarray(pair))
-        leaves, treedef = jax.tree_util.tree_flatten(state.params)
+        with_path, treedef = jax.tree_util.tree_flatten_with_path(state.params)
         out = []
-        for j, leaf in enumerate(leaves):
+        for j, (path, leaf) in enumerate(with_path):
+            if self.frozen and self.is_frozen(jax.tree_util.keystr(path)):
+                out.append(None)
+                continue
             kl = jax.random.fold_in(k, j)
             r = self.leaf_rank(leaf.shape)
             if r is None:
@@ -364,7 +409,9 @@ class EGGROLL:
     # -- update -------------------------------------------------------------------
 
     def gradient(self, state: ESState, fitness: jax.Array, *, mesh: jax.sharding.Mesh | None = None) -> PyTree:
-        """ES gradient estimate ``1 / (N sigma) sum_i shaped_f_i s_i E_i`` in factored form."""
+        """ES gradient estimate ``1 / (N sigma) sum_i shaped_f_i s_i E_i`` in factored form
+        (``estimator="hyperscale"``: ``(sigma / sqrt(N)) sum_i shaped_f_i s_i E_i``); zero for a
+        frozen leaf."""
         w = shape_fitness(fitness, self.fitness_shaping)
         if self.antithetic:
             w = w[0::2] - w[1::2]  # the pair's two members carry +E and -E
@@ -373,11 +420,14 @@ class EGGROLL:
             pairs = shard_population_axis(pairs, mesh)
             w = shard_population_axis(w, mesh)
         noise = jax.vmap(lambda p: self.pair_noise(state, p))(pairs)
-        # scale = sigma / sqrt(r) (or sigma): dividing by sigma leaves E's own 1/sqrt(r).
+        # scale = sigma / sqrt(r) (or sigma), so scale * A B^T = sigma * E: dividing by N sigma^2
+        # gives E / (N sigma); dividing by sqrt(N) gives the official sigma E / sqrt(N).
         sigma = self.sigma_of(state)
-        denom = self.population * sigma * sigma
+        denom = self.population * sigma * sigma if self.estimator == "gradient" else math.sqrt(self.population)
 
-        def leaf_grad(p: jax.Array, n: LowRank | Dense) -> jax.Array:
+        def leaf_grad(p: jax.Array, n: LowRank | Dense | None) -> jax.Array:
+            if n is None:  # frozen
+                return jnp.zeros_like(p)
             if isinstance(n, LowRank):
                 # (m x P r) @ (P r x n): one GEMM over all noise draws.
                 P, m, r = n.A.shape

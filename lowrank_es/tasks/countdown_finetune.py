@@ -11,8 +11,16 @@ the same budget of generated tokens, and the memory one update step of each need
   optional k3 KL to the starting checkpoint (:mod:`lowrank_es.baselines.grpo`).
 
 Both loops stop once they have generated ``token_budget`` answer tokens (end tokens included),
-record validation accuracy against tokens and training seconds (evaluation excluded) and return
-the final parameters.
+or after the method config's ``steps`` updates when it sets them (equal training wall-clock is
+then a number of steps per method, measured beforehand on the machine: a stop on the clock would
+make a seed's numbers depend on the machine's load). They record accuracy on the evaluation
+split, sampled and greedy, against tokens, steps and training seconds (evaluation excluded), and
+return the final parameters.
+
+The official EGGROLL LLM set-up is a set of options of :class:`EggrollConfig`: ``optimizer="sgd"``
+with ``estimator="hyperscale"`` (the official update), ``sigma_relative`` (sigma given as
+sigma * sqrt(width)), ``frozen=BLOCK_MATRICES_ONLY`` (only the blocks' matrices perturbed) and
+``greedy`` fitness.
 """
 
 from __future__ import annotations
@@ -33,22 +41,32 @@ from lowrank_es.tasks import countdown as rs
 from lowrank_es.tasks.countdown_lm import (DIFFICULTY, MODEL, SEQ_CHUNK, VAL_KEY, accuracy, answers_of,
                                            encode_prompts, generate, rewards_of, sample_batch, seq_len)
 
+#: Frozen-leaf patterns that leave only the transformer blocks' matrices (attention and MLP)
+#: perturbed, as the official code's ``freeze_nonlora``: embeddings, head, norms and biases fixed.
+BLOCK_MATRICES_ONLY = (r"^\['(tok|pos|head|lnf_g|lnf_b)'\]$", r"\['(ln1_g|ln1_b|ln2_g|ln2_b|b1|b2)'\]$")
+EVAL_SPLITS = ("val", "test")
+
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
     """Shared settings: budget in generated tokens, evaluation schedule, training problems."""
 
-    token_budget: int = 40_000
+    token_budget: int | None = 40_000  # None: each method config's ``steps`` ends its runs
     eval_points: int = 6
     n_val: int = 200
     val_samples: int = 2
     partial_credit: float = 0.0
     difficulty: rs.Difficulty = DIFFICULTY
     n_train_problems: int = 2000
+    #: the split the curve is measured on (``n_val`` prompts of it): "val" to choose settings,
+    #: "test" for a comparison whose settings are already fixed (its curve is then test accuracy)
+    eval_split: str = "val"
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.token_budget, int) and self.token_budget >= 1):
-            raise ValueError(f"token_budget must be an integer >= 1, got {self.token_budget!r}")
+        if self.eval_split not in EVAL_SPLITS:
+            raise ValueError(f"eval_split must be one of {EVAL_SPLITS}, got {self.eval_split!r}")
+        if self.token_budget is not None and not (isinstance(self.token_budget, int) and self.token_budget >= 1):
+            raise ValueError(f"token_budget must be None (steps decide) or an integer >= 1, got {self.token_budget!r}")
         if not (isinstance(self.eval_points, int) and self.eval_points >= 2):
             raise ValueError(f"eval_points must be an integer >= 2, got {self.eval_points!r}")
 
@@ -56,7 +74,13 @@ class FinetuneConfig:
 @dataclasses.dataclass(frozen=True)
 class EggrollConfig:
     """``population`` members per step, ``group`` of them (an even number) per training prompt,
-    so ``population // group`` prompts per step; Adam (or SGD) with learning rate ``lr``."""
+    so ``population // group`` prompts per step; Adam (or SGD) with learning rate ``lr``.
+
+    ``sigma_relative``: ``sigma`` is sigma * sqrt(d_model) and the noise scale is
+    ``sigma / sqrt(d_model)`` (the official sigma 7e-4 at width 2,048 is 0.032 so stated).
+    ``estimator``: :data:`lowrank_es.es.eggroll.ESTIMATORS`. ``frozen``: leaf patterns without
+    noise (:data:`BLOCK_MATRICES_ONLY`). ``greedy``: members answer greedily (T = 0) for their
+    fitness. ``steps``: stop after this many updates instead of at the token budget."""
 
     population: int = 32
     group: int = 8
@@ -65,8 +89,14 @@ class EggrollConfig:
     lr: float = 3e-3
     optimizer: str = "adam"  # "adam" or "sgd"
     null_control: bool = False  # True: each step's fitness is shuffled across members (no signal left)
+    estimator: str = "gradient"
+    sigma_relative: bool = False
+    frozen: tuple[str, ...] = ()
+    greedy: bool = False
+    steps: int | None = None
 
     def __post_init__(self) -> None:
+        _check_steps(self.steps)
         if not (isinstance(self.group, int) and self.group >= 2 and self.group % 2 == 0):
             raise ValueError(f"group must be an even integer >= 2 (antithetic pairs), got {self.group!r}")
         if not (isinstance(self.population, int) and self.population >= self.group and self.population % self.group == 0):
@@ -75,6 +105,16 @@ class EggrollConfig:
     @property
     def prompts(self) -> int:
         return self.population // self.group
+
+    @property
+    def noise_sigma(self) -> float:
+        """The noise scale the strategy uses."""
+        return self.sigma / MODEL.d_model ** 0.5 if self.sigma_relative else self.sigma
+
+
+def _check_steps(steps) -> None:
+    if steps is not None and not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"steps must be None (stop at the token budget) or an integer >= 1, got {steps!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +127,10 @@ class GRPOConfig:
     clip_eps: float = 0.2
     beta: float = 0.0
     inner_steps: int = 2
+    steps: int | None = None  # stop after this many updates instead of at the token budget
 
     def __post_init__(self) -> None:
+        _check_steps(self.steps)
         if not (isinstance(self.group, int) and self.group >= 2 and self.sequences_per_step % self.group == 0):
             raise ValueError(f"group must be an integer >= 2 dividing sequences_per_step="
                              f"{self.sequences_per_step}, got {self.group!r}")
@@ -110,16 +152,18 @@ def make_es(e: EggrollConfig) -> EGGROLL:
     if e.optimizer not in opts:
         raise ValueError(f"optimizer must be one of {sorted(opts)}, got {e.optimizer!r}")
     # the fitness is already normalised per group (group_fitness): "raw" hands it on unchanged
-    return EGGROLL(sigma=e.sigma, population=e.population, rank=e.rank, antithetic=True,
-                   fitness_shaping="raw", optimizer=opts[e.optimizer](e.lr), clip_rank=True)
+    return EGGROLL(sigma=e.noise_sigma, population=e.population, rank=e.rank, antithetic=True,
+                   fitness_shaping="raw", optimizer=opts[e.optimizer](e.lr), clip_rank=True,
+                   estimator=e.estimator, frozen=e.frozen)
 
 
-@partial(jax.jit, static_argnums=0)
-def population_answers(es: EGGROLL, state: ESState, prompts, plens, keys):
-    """Member ``i`` answers ``prompts[i]`` with sampling key ``keys[i]`` through the factored
-    layers (nothing materialised); the noise is drawn once per antithetic pair
+@partial(jax.jit, static_argnums=0, static_argnames="greedy")
+def population_answers(es: EGGROLL, state: ESState, prompts, plens, keys, greedy: bool = False):
+    """Member ``i`` answers ``prompts[i]`` with sampling key ``keys[i]`` (or greedily) through the
+    factored layers (nothing materialised); the noise is drawn once per antithetic pair
     (``EGGROLL.map_members``). prompts: (N, T); plens, keys: (N,). -> tokens, generated (N, T)."""
-    return es.map_members(state, lambda params, noise, i, p, l, k: generate(params, p, l, k, noise), prompts, plens, keys)
+    return es.map_members(state, lambda params, noise, i, p, l, k: generate(params, p, l, k, noise, greedy=greedy),
+                          prompts, plens, keys)
 
 
 def group_fitness(rewards: np.ndarray, group: int, eps: float = 1e-5) -> np.ndarray:
@@ -133,22 +177,54 @@ def group_fitness(rewards: np.ndarray, group: int, eps: float = 1e-5) -> np.ndar
     return ((g - g.mean(axis=1, keepdims=True)) / np.sqrt(r.var() + eps)).ravel()
 
 
-def _eval_point(params, val, fc: FinetuneConfig, tokens, seconds, curve):
-    acc = accuracy(params, val, jax.random.key(VAL_KEY), samples=fc.val_samples, difficulty=fc.difficulty).mean()
-    curve.append((int(tokens), float(seconds), float(acc)))
+#: Columns of a log's ``curve`` rows (records made before greedy curves have the first three).
+CURVE_COLUMNS = ("tokens", "seconds", "sampled", "greedy", "step")
+
+
+def _eval_point(params, val, fc: FinetuneConfig, tokens, seconds, step, curve):
+    key = jax.random.key(VAL_KEY)
+    acc = accuracy(params, val, key, samples=fc.val_samples, difficulty=fc.difficulty).mean()
+    greedy = accuracy(params, val, key, greedy=True, difficulty=fc.difficulty).mean()
+    curve.append((int(tokens), float(seconds), float(acc), float(greedy), int(step)))
 
 
 def _problems(fc: FinetuneConfig):
     train = rs.make_problems("train", fc.n_train_problems, seed=0, difficulty=fc.difficulty)
-    val = rs.make_problems("val", fc.n_val, seed=0, difficulty=fc.difficulty)
+    val = rs.make_problems(fc.eval_split, fc.n_val, seed=0, difficulty=fc.difficulty)
     return train, val
+
+
+class _Budget:
+    """When a run stops and where it is evaluated: ``steps`` updates if given, else
+    ``fc.token_budget`` generated tokens; ``fc.eval_points`` evenly spaced marks in that unit."""
+
+    def __init__(self, fc: FinetuneConfig, steps: int | None):
+        if steps is None and fc.token_budget is None:
+            raise ValueError("token_budget is None, so the method config must set steps (an integer >= 1), got None")
+        self.steps = steps
+        self.total = steps if steps is not None else fc.token_budget
+        self.marks = np.linspace(0, self.total, fc.eval_points)
+        self.next = 1
+
+    def progress(self, tokens: int, steps: int) -> int:
+        return steps if self.steps is not None else tokens
+
+    def done(self, tokens: int, steps: int) -> bool:
+        return self.progress(tokens, steps) >= self.total
+
+    def due(self, tokens: int, steps: int) -> bool:
+        """True once per mark passed (call until False)."""
+        if self.next < len(self.marks) and self.progress(tokens, steps) >= self.marks[self.next]:
+            self.next += 1
+            return True
+        return False
 
 
 def eggroll_finetune(params: dict, seed: int, fc: FinetuneConfig = FinetuneConfig(),
                      ec: EggrollConfig = EggrollConfig()) -> tuple[dict, dict]:
     """EGGROLL fine-tuning until ``fc.token_budget`` answer tokens are generated.
 
-    Returns (final params, log with ``curve`` [(tokens, seconds, val accuracy)], ``tokens``,
+    Returns (final params, log with ``curve`` [rows of :data:`CURVE_COLUMNS`], ``tokens``,
     ``seconds``, ``steps``, ``sequences_per_step``)."""
     es = make_es(ec)
     T = seq_len(fc.difficulty)
@@ -162,7 +238,7 @@ def eggroll_finetune(params: dict, seed: int, fc: FinetuneConfig = FinetuneConfi
         prompts, plens = encode_prompts(batch, T)
         keys = jax.random.split(jax.random.fold_in(k_sample, step + 1), ec.prompts)
         rep = lambda x: jnp.repeat(jnp.asarray(x), ec.group, axis=0)  # member i answers prompt i // group
-        toks, gen = population_answers(es, state, rep(prompts), rep(plens), rep(keys))
+        toks, gen = population_answers(es, state, rep(prompts), rep(plens), rep(keys), greedy=ec.greedy)
         return [p for p in batch for _ in range(ec.group)], np.asarray(toks), np.asarray(gen)
 
     # compile outside the clock: one throw-away step on another stream of prompts and keys
@@ -171,10 +247,9 @@ def eggroll_finetune(params: dict, seed: int, fc: FinetuneConfig = FinetuneConfi
     rng = np.random.default_rng([seed, 1])
     null_rng = np.random.default_rng([seed, 3])
     tokens, seconds, steps, curve = 0, 0.0, 0, []
-    marks = np.linspace(0, fc.token_budget, fc.eval_points)
-    _eval_point(state.params, val, fc, 0, 0.0, curve)
-    next_mark = 1
-    while tokens < fc.token_budget:
+    budget = _Budget(fc, ec.steps)
+    _eval_point(state.params, val, fc, 0, 0.0, 0, curve)
+    while not budget.done(tokens, steps):
         t0 = time.perf_counter()
         problems, toks, gen = sample(state, steps, rng)
         r = rewards_of(problems, answers_of(toks, gen), fc.partial_credit)
@@ -186,9 +261,8 @@ def eggroll_finetune(params: dict, seed: int, fc: FinetuneConfig = FinetuneConfi
         seconds += time.perf_counter() - t0
         tokens += int(gen.sum())
         steps += 1
-        while next_mark < len(marks) and tokens >= marks[next_mark]:
-            next_mark += 1
-            _eval_point(state.params, val, fc, tokens, seconds, curve)
+        while budget.due(tokens, steps):
+            _eval_point(state.params, val, fc, tokens, seconds, steps, curve)
     return state.params, {"curve": curve, "tokens": tokens, "seconds": seconds, "steps": steps,
                           "sequences_per_step": es.population}
 
@@ -236,10 +310,9 @@ def grpo_finetune(params: dict, seed: int, fc: FinetuneConfig = FinetuneConfig()
     jax.block_until_ready(update(params, opt_state, toks, z, z[:, 0], logprobs(params, toks), z)[0])
     rng = np.random.default_rng([seed, 1])
     tokens, seconds, steps, curve = 0, 0.0, 0, []
-    marks = np.linspace(0, fc.token_budget, fc.eval_points)
-    _eval_point(params, val, fc, 0, 0.0, curve)
-    next_mark = 1
-    while tokens < fc.token_budget:
+    budget = _Budget(fc, gc.steps)
+    _eval_point(params, val, fc, 0, 0.0, 0, curve)
+    while not budget.done(tokens, steps):
         t0 = time.perf_counter()
         batch, (toks, gen) = sample(params, steps, rng)
         gen_np = np.asarray(gen)
@@ -254,9 +327,8 @@ def grpo_finetune(params: dict, seed: int, fc: FinetuneConfig = FinetuneConfig()
         seconds += time.perf_counter() - t0
         tokens += int(gen_np.sum())
         steps += 1
-        while next_mark < len(marks) and tokens >= marks[next_mark]:
-            next_mark += 1
-            _eval_point(params, val, fc, tokens, seconds, curve)
+        while budget.due(tokens, steps):
+            _eval_point(params, val, fc, tokens, seconds, steps, curve)
     return params, {"curve": curve, "tokens": tokens, "seconds": seconds, "steps": steps,
                     "sequences_per_step": B * G}
 
