@@ -14,9 +14,10 @@ matplotlib.use("Agg")
 
 
 def _reasoning_record(eggroll: list[float], grpo: list[float]) -> dict:
-    logs = [{"tokens": 1000}]
+    logs = [{"tokens": 1000, "seconds": 60.0}]
     return {"scale": "test", "device": "cpu:cpu",
-            "data": {"eggroll": {"final": eggroll, "logs": logs}, "grpo": {"final": grpo, "logs": logs}}}
+            "data": {"eggroll": {"final": eggroll, "final_greedy": eggroll, "logs": logs},
+                     "grpo": {"final": grpo, "final_greedy": grpo, "logs": logs}}}
 
 
 def _per_env_record(margin: float = 0.1, alpha: float = 0.05) -> dict:
@@ -43,7 +44,7 @@ def test_rows_keep_the_bound_each_claim_is_judged_by():
         assert row["low"] == t["lower"] and row["high"] - row["estimate"] == pytest.approx(row["estimate"] - row["low"])
         assert row["non_inferior"] == t["non_inferior"] and row["level"] == pytest.approx(0.9)
     assert [r["non_inferior"] for r in rows] == [True, False, False]
-    two_sided = claims.evaluate("eggroll.reasoning.vs_grpo", record=False,
+    two_sided = claims.evaluate("eggroll.reasoning.vs_grpo_wallclock", record=False,
                                 results=_reasoning_record([0.30, 0.31, 0.29, 0.30], [0.30, 0.29, 0.31, 0.30]))
     (row,) = non_inferiority_rows(two_sided)
     assert row["low"] == pytest.approx(two_sided["measured"]) and row["level"] == 0.95
@@ -70,10 +71,10 @@ def test_forest_plot_draws_one_row_per_comparison_against_the_margin():
 
 
 def test_claims_in_different_units_get_one_margin_each():
-    reasoning = claims.evaluate("eggroll.reasoning.vs_grpo", record=False,
+    reasoning = claims.evaluate("eggroll.reasoning.vs_grpo_wallclock", record=False,
                                 results=_reasoning_record([0.20, 0.21, 0.19, 0.20], [0.40, 0.39, 0.41, 0.40]))
     fig = non_inferiority_figure([_per_env_record(margin=0.1), reasoning])
     ax = fig.axes[0]
     assert len(ax.get_yticklabels()) == 4
     assert [line.get_xdata()[0] for line in _lines(ax, "margin")] == pytest.approx([-0.1] * 3 + [-0.03])
-    assert "eggroll.reasoning.vs_grpo does not hold" in ax.get_title()
+    assert "eggroll.reasoning.vs_grpo_wallclock does not hold" in ax.get_title()

@@ -320,3 +320,73 @@ def test_fully_tied_generation_does_not_move_the_mean():
     assert float(metrics["grad_norm"]) == 0.0
     for a, b in zip(jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(state.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_frozen_leaves_get_no_noise_and_never_move():
+    """Frozen leaves: None noise, zero gradient, unchanged by tell; the free leaves draw exactly
+    what an unfrozen run draws, and the factored forward equals the materialised one."""
+    with jax.enable_x64(True):
+        es_all, state_all = _setup(2)
+        frozen = (r"\[0\]\['W'\]",)  # the first layer's matrix
+        es = EGGROLL(sigma=es_all.sigma, population=8, rank=2, frozen=frozen, optimizer=optax.sgd(1.0))
+        state = es.init(jax.random.PRNGKey(11), state_all.params)
+        paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(state.params)[0]]
+        frozen_paths = [p for p in paths if es.is_frozen(p)]
+        assert len(frozen_paths) == 1 and len(paths) > 1
+        x = jax.random.normal(jax.random.PRNGKey(0), (6, 5), jnp.float64)
+        for member in range(es.population):
+            noise = dict(jax.tree_util.tree_flatten_with_path(es.member_noise(state, member),
+                                                              is_leaf=lambda n: n is None)[0])
+            for p, n in noise.items():
+                if jax.tree_util.keystr(p) in frozen_paths:
+                    assert n is None
+            np.testing.assert_allclose(mlp_apply(state.params, x, es.member_noise(state, member)),
+                                       mlp_apply(es.member_params(state, member), x), rtol=1e-12, atol=1e-12)
+        # a free leaf's draws are the unfrozen run's: their gradients agree to rounding
+        fitness = jax.random.normal(jax.random.PRNGKey(5), (8,), jnp.float64)
+        g, g_all = es.gradient(state, fitness), es_all.gradient(state_all, fitness)
+        flat = jax.tree_util.tree_flatten_with_path(g)[0]
+        flat_all = jax.tree_util.tree_leaves(g_all)
+        for (p, a), b in zip(flat, flat_all):
+            if jax.tree_util.keystr(p) in frozen_paths:
+                assert not np.asarray(a).any()
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-12)
+        new, _ = es.tell(state, fitness)
+        for (p, a), b in zip(jax.tree_util.tree_flatten_with_path(new.params)[0], jax.tree_util.tree_leaves(state.params)):
+            assert np.array_equal(a, b) == (jax.tree_util.keystr(p) in frozen_paths)
+
+
+def test_frozen_patterns_are_checked_against_the_params():
+    params = {"W": jnp.zeros((3, 5)), "b": jnp.zeros(3)}
+    with pytest.raises(ValueError, match="frozen pattern 'emb' matches no leaf"):
+        EGGROLL(sigma=0.1, population=4, frozen=("emb",)).init(jax.random.PRNGKey(0), params)
+    with pytest.raises(ValueError, match="freezes every leaf"):
+        EGGROLL(sigma=0.1, population=4, frozen=("W", "b")).init(jax.random.PRNGKey(0), params)
+    with pytest.raises(ValueError, match="not a regular expression"):
+        EGGROLL(sigma=0.1, population=4, frozen=("[",))
+    with pytest.raises(ValueError, match="tuple of regular expressions"):
+        EGGROLL(sigma=0.1, population=4, frozen="W")
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        EGGROLL(sigma=0.1, population=4, estimator="official")
+
+
+@pytest.mark.parametrize("antithetic", [True, False])
+def test_hyperscale_estimator_is_the_official_update_from_materialised_members(antithetic):
+    """estimator='hyperscale': (1 / sqrt(N)) sum_i f_i (theta_i - theta) = (sigma / sqrt(N)) sum_i f_i s_i E_i,
+    from materialised members (no factored algebra), and sigma^2 sqrt(N) times the ES gradient."""
+    with jax.enable_x64(True):
+        _, state = _setup(2, population=10, antithetic=antithetic)
+        es = EGGROLL(sigma=0.3, population=10, rank=2, antithetic=antithetic, fitness_shaping="raw",
+                     estimator="hyperscale")
+        grad_es = EGGROLL(sigma=0.3, population=10, rank=2, antithetic=antithetic, fitness_shaping="raw")
+        f = jax.random.normal(jax.random.PRNGKey(5), (10,), jnp.float64)
+        g = es.gradient(state, f)
+        ref = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+        for i in range(10):
+            ref = jax.tree_util.tree_map(lambda r, a, b: r + f[i] * (a - b) / np.sqrt(10), ref,
+                                         es.member_params(state, i), state.params)
+        for a, b, c in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(ref),
+                           jax.tree_util.tree_leaves(grad_es.gradient(state, f))):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+            np.testing.assert_allclose(a, c * 0.3**2 * np.sqrt(10), rtol=1e-10, atol=1e-13)

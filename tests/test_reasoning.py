@@ -2,6 +2,7 @@
 reproducibility of the committed pre-trained checkpoint, the fine-tuning loops' token budget,
 the intervals and the reasoning claims' judging."""
 
+import dataclasses
 import functools
 from fractions import Fraction
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from lowrank_es import claims, stats
+from lowrank_es.claims import reasoning as reasoning_claims
 from lowrank_es.tasks import countdown_finetune as cf
 from lowrank_es.tasks import countdown_lm as cl
 from lowrank_es.tasks import countdown as rs
@@ -277,6 +279,44 @@ def test_population_answers_equal_each_members_own_sampling():
         np.testing.assert_array_equal(gen[m], g)
 
 
+def test_official_options_of_the_countdown_task():
+    """sigma relative to width, only the blocks' matrices perturbed, greedy member answers, a
+    steps budget, and curves with greedy and sampled accuracy."""
+    ec = cf.EggrollConfig(population=8, group=4, sigma=0.04, sigma_relative=True, lr=0.5, optimizer="sgd",
+                          estimator="hyperscale", frozen=cf.BLOCK_MATRICES_ONLY, greedy=True, steps=3)
+    assert ec.noise_sigma == pytest.approx(0.04 / np.sqrt(cl.MODEL.d_model))
+    es = cf.make_es(ec)
+    assert es.sigma == ec.noise_sigma and es.estimator == "hyperscale"
+    params, _ = cl.load_pretrained()
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    free = sorted(p for p in paths if not es.is_frozen(p))
+    assert free == sorted(f"['blocks'][{i}]['{w}']" for i in range(cl.MODEL.n_layers)
+                          for w in ("wq", "wk", "wv", "wo", "w1", "w2"))
+    # greedy members: each member's answer is its own greedy decoding, whatever the sampling key
+    state = es.init(jax.random.key(0), params)
+    probs = rs.make_problems("train", 8, seed=0)
+    prompts, plens = (jnp.asarray(x) for x in cl.encode_prompts(probs, cl.seq_len()))
+    a = cf.population_answers(es, state, prompts, plens, jax.random.split(jax.random.key(1), 8), greedy=True)
+    b = cf.population_answers(es, state, prompts, plens, jax.random.split(jax.random.key(2), 8), greedy=True)
+    np.testing.assert_array_equal(a[0], b[0])
+    t, _ = cl.generate(params, prompts[5], plens[5], jax.random.key(9), es.member_noise(state, 5), greedy=True)
+    np.testing.assert_array_equal(a[0][5], t)
+    # a steps budget: exactly 3 updates, curve rows (tokens, seconds, sampled, greedy, step), frozen leaves unmoved
+    fc = cf.FinetuneConfig(token_budget=None, eval_points=2, n_val=8, val_samples=1, n_train_problems=50,
+                           partial_credit=0.5)
+    new, log = cf.eggroll_finetune(params, 0, fc, ec)
+    assert log["steps"] == 3 and [row[4] for row in log["curve"]] == [0, 3]
+    assert len(log["curve"][0]) == len(cf.CURVE_COLUMNS) and log["curve"][-1][0] == log["tokens"]
+    for (p, x), y in zip(jax.tree_util.tree_flatten_with_path(new)[0], jax.tree_util.tree_leaves(params)):
+        assert np.array_equal(x, y) == (jax.tree_util.keystr(p) not in free)
+    with pytest.raises(ValueError, match="must set steps"):
+        cf.eggroll_finetune(params, 0, fc, dataclasses.replace(ec, steps=None))
+    with pytest.raises(ValueError, match="steps must be None"):
+        cf.GRPOConfig(steps=0)
+    with pytest.raises(ValueError, match="eval_split"):
+        cf.FinetuneConfig(eval_split="train")
+
+
 def test_group_fitness_hand_worked():
     f = cf.group_fitness(np.array([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]), group=4)
     # group means 0.25 and 1; the population's std is sqrt(5/8 * 3/8)
@@ -302,31 +342,66 @@ def test_intervals_hand_worked():
         stats.mean_ci([0.3])
 
 
-def _record(eggroll, grpo, start):
-    logs = lambda n: [{"tokens": 1000, "steps": 3, "sequences_per_step": 8, "curve": [[0, 0, 0.2]]}] * n
-    return {"scale": "test", "device": "cpu:cpu",
-            "data": {"start": {"per_prompt": start}, "memory": {"ratio_grpo_over_eggroll": 2.0},
-                     "eggroll": {"final": eggroll, "logs": logs(len(eggroll))},
-                     "grpo": {"final": grpo, "logs": logs(len(grpo))}}}
+def _record(eggroll, grpo, start, seconds=(60.0, 60.0)):
+    """A synthetic reasoning record: greedy finals as given (sampled finals 0.1 lower), each run's
+    test curve from the start to its final accuracy, EGGROLL generating 4x GRPO's tokens."""
+    def arm(final, tokens, secs):
+        logs = [{"tokens": tokens, "steps": 3, "sequences_per_step": 8, "seconds": secs,
+                 "curve": [[0, 0.0, 0.2, 0.5, 0], [tokens, secs, f - 0.1, f, 3]]} for f in final]
+        return {"final": [f - 0.1 for f in final], "final_greedy": list(final), "logs": logs}
+
+    return {"scale": "test", "device": "cpu:cpu", "config": {"finetune": {"eval_split": "test"}},
+            "data": {"start": {"per_prompt": [0.2] * len(start), "greedy_per_prompt": start},
+                     "memory": {"ratio_grpo_over_eggroll": 2.0},
+                     "eggroll": arm(eggroll, 4000, seconds[0]), "grpo": arm(grpo, 1000, seconds[1])}}
 
 
 def test_reasoning_claims_judge_non_inferiority_and_improvement():
     start = [0, 1] * 100  # 0.5 +- 0.07
     # EGGROLL 0.02 below GRPO with tight seeds: non-inferior at a 0.03 margin, and above the start
     rec = _record([0.60, 0.61, 0.60, 0.61, 0.60], [0.62, 0.63, 0.62, 0.63, 0.62], start)
-    vs = claims.evaluate("eggroll.reasoning.vs_grpo", results=rec, record=False)
+    vs = claims.evaluate("eggroll.reasoning.vs_grpo_wallclock", results=rec, record=False)
     assert vs["holds"] and vs["measured"] == pytest.approx(-0.02 - vs["details"]["ci_half"])
     assert vs["details"]["difference"] == pytest.approx(-0.02) and vs["scale"] == "test"
+    assert vs["details"]["seconds_ratio"] == 1.0 and vs["details"]["eggroll_sampled"] == pytest.approx(0.504)
     assert claims.evaluate("eggroll.reasoning.improves", results=rec, record=False)["holds"]
     # 0.05 below: inferior; and a wide interval around 0 is not non-inferiority either
-    assert not claims.evaluate("eggroll.reasoning.vs_grpo", record=False,
+    assert not claims.evaluate("eggroll.reasoning.vs_grpo_wallclock", record=False,
                                results=_record([0.57, 0.58, 0.57, 0.58, 0.57], [0.62, 0.63, 0.62, 0.63, 0.62], start))["holds"]
-    assert not claims.evaluate("eggroll.reasoning.vs_grpo", record=False,
+    assert not claims.evaluate("eggroll.reasoning.vs_grpo_wallclock", record=False,
                                results=_record([0.4, 0.8, 0.5, 0.7, 0.6], [0.5, 0.7, 0.6, 0.6, 0.6], start))["holds"]
-    # no better than the checkpoint: does not improve
+    # no better than the checkpoint: does not improve (greedy start 0.5)
     assert not claims.evaluate("eggroll.reasoning.improves", record=False,
                                results=_record([0.5, 0.52, 0.49, 0.5, 0.51], [0.6] * 5, start))["holds"]
     assert claims.evaluate("eggroll.reasoning.memory", results=rec, record=False)["measured"] == 2.0
+
+
+def test_equal_token_claim_reads_each_run_at_the_fewest_tokens_any_run_generated():
+    start = [0, 1] * 100
+    # EGGROLL's curves run 0.5 -> f over 4,000 tokens, GRPO's 0.5 -> g over 1,000: at 1,000 tokens
+    # EGGROLL is a quarter of the way, 0.5 + (f - 0.5) / 4
+    rec = _record([0.70, 0.74, 0.70, 0.74], [0.55, 0.56, 0.55, 0.56], start)
+    vs = claims.evaluate("eggroll.reasoning.vs_grpo", results=rec, record=False)
+    assert vs["details"]["at_tokens"] == 1000
+    assert vs["details"]["eggroll_per_seed"] == pytest.approx([0.55, 0.56, 0.55, 0.56])
+    assert vs["details"]["grpo_per_seed"] == pytest.approx([0.55, 0.56, 0.55, 0.56])
+    assert vs["details"]["difference"] == pytest.approx(0.0, abs=1e-12) and vs["holds"]
+    # at equal wall-clock the same runs differ by 0.165
+    assert claims.evaluate("eggroll.reasoning.vs_grpo_wallclock", results=rec,
+                           record=False)["details"]["difference"] == pytest.approx(0.165)
+    with pytest.raises(ValueError, match="within the curve's range"):
+        reasoning_claims.greedy_at_tokens(rec["data"]["grpo"]["logs"][0], 2000)
+    # curves measured on the validation split cannot be read as test accuracy
+    rec["config"]["finetune"]["eval_split"] = "val"
+    with pytest.raises(ValueError, match="test split"):
+        claims.evaluate("eggroll.reasoning.vs_grpo", results=rec, record=False)
+
+
+def test_records_without_greedy_accuracy_are_refused_with_a_clear_error():
+    rec = _record([0.6] * 3, [0.6] * 3, [0, 1] * 10)
+    del rec["data"]["eggroll"]["final_greedy"]
+    with pytest.raises(ValueError, match="final_greedy"):
+        claims.evaluate("eggroll.reasoning.vs_grpo_wallclock", results=rec, record=False)
 
 
 def test_signal_claim_compares_eggroll_with_its_shuffled_fitness_null():
@@ -335,13 +410,14 @@ def test_signal_claim_compares_eggroll_with_its_shuffled_fitness_null():
     with pytest.raises(ValueError, match="eggroll_null"):
         claims.evaluate("eggroll.reasoning.signal", results=rec, record=False)
     logs = rec["data"]["eggroll"]["logs"]
-    rec["data"]["eggroll_null"] = {"final": [0.50, 0.52, 0.51, 0.50, 0.52], "logs": logs}
+    null = [0.50, 0.52, 0.51, 0.50, 0.52]
+    rec["data"]["eggroll_null"] = {"final": [f - 0.1 for f in null], "final_greedy": null, "logs": logs}
     sig = claims.evaluate("eggroll.reasoning.signal", results=rec, record=False)
     assert sig["holds"] and sig["details"]["difference"] == pytest.approx(0.604 - 0.51)
     assert sig["measured"] == pytest.approx(sig["details"]["difference"] - sig["details"]["ci_half"])
     assert sig["details"]["null_gain"] == pytest.approx(0.01)
     # a null as good as the real run: no signal
-    rec["data"]["eggroll_null"]["final"] = [0.61, 0.60, 0.61, 0.60, 0.61]
+    rec["data"]["eggroll_null"]["final_greedy"] = [0.61, 0.60, 0.61, 0.60, 0.61]
     assert not claims.evaluate("eggroll.reasoning.signal", results=rec, record=False)["holds"]
     # the record's readers show every arm it holds, and records without the null still read
     from lowrank_es.experiments import reasoning

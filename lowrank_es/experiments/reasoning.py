@@ -181,10 +181,10 @@ SWEEP_SCALES = {
     "quick": SweepConfig(),
     "reference": SweepConfig(
         # the reference comparison's settings and equal wall-clock steps on the validation split;
-        # the grids bracket each method's learning rate (three settings each: the same effort)
+        # the grids bracket each method's learning rate (four settings each: the same effort)
         base=dataclasses.replace(REFERENCE, finetune=dataclasses.replace(REFERENCE.finetune, eval_points=5, n_val=200,
                                                                          eval_split="val")),
-        eggroll_sigma=(0.03,), eggroll_lr=(0.1, 0.3, 1.0), grpo_lr=(1e-4, 3e-4, 1e-3), grpo_group=(4,)),
+        eggroll_sigma=(0.03,), eggroll_lr=(0.03, 0.1, 0.3, 1.0), grpo_lr=(3e-5, 1e-4, 3e-4, 1e-3), grpo_group=(4,)),
 }
 
 
