@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -36,10 +35,12 @@ import numpy as np
 import optax
 
 from lowrank_es.es import noise as noise_gen
+# re-exported: callers read fitness shaping and checkpoints from the ES module
+from lowrank_es.es.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
+from lowrank_es.es.fitness_shaping import FITNESS_SHAPINGS, centered_ranks, shape_fitness  # noqa: F401
 
 PyTree = Any
 
-FITNESS_SHAPINGS = ("centered_rank", "zscore", "raw")
 #: What :meth:`EGGROLL.gradient` returns, for the same shaped fitness ``f`` and noise ``s_i E_i``:
 #: ``"gradient"``: ``1 / (N sigma) sum_i f_i s_i E_i``, the gradient of the Gaussian-smoothed
 #: objective; ``"hyperscale"``: ``(sigma / sqrt(N)) sum_i f_i s_i E_i`` = ``sigma^2 sqrt(N)`` times
@@ -152,31 +153,6 @@ class ESState(NamedTuple):
     key: jax.Array  # base key; member noise is a pure function of (key, generation)
     generation: jax.Array  # int32 scalar
     sigma: jax.Array | None = None
-
-
-def centered_ranks(f: jax.Array) -> jax.Array:
-    """Ranks scaled to [-0.5, 0.5]; tied values share their average rank. f: (N,) -> (N,).
-
-    Ties matter: a capped return (CartPole at 500, a MinAtar score of 0) ties many members,
-    and ranks broken by position would turn a fully tied generation into a random step.
-    Here such a generation gets all-zero weights, hence no update.
-    """
-    n = f.shape[0]
-    s = jnp.sort(f)
-    # (members below) + (members equal - 1) / 2 = the average of the tied positions.
-    ranks = (jnp.searchsorted(s, f, side="left") + jnp.searchsorted(s, f, side="right") - 1) / 2
-    return ranks.astype(f.dtype) / (n - 1) - 0.5
-
-
-def shape_fitness(f: jax.Array, method: str) -> jax.Array:
-    """Fitness shaping: ``centered_rank``, ``zscore`` or ``raw``. f: (N,) -> (N,)."""
-    if method == "centered_rank":
-        return centered_ranks(f)
-    if method == "zscore":
-        return (f - f.mean()) / (f.std() + 1e-8)
-    if method == "raw":
-        return f
-    raise ValueError(f"fitness_shaping must be one of {FITNESS_SHAPINGS}, got {method!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -509,36 +485,3 @@ def shard_population_axis(x: jax.Array, mesh: jax.sharding.Mesh) -> jax.Array:
             "jax.make_mesh(shape, names, axis_types=(jax.sharding.AxisType.Auto,) * len(names))"
         )
     return jax.lax.with_sharding_constraint(x, population_sharding(mesh))
-
-
-def save_checkpoint(path: str | Path, state: ESState) -> None:
-    """Write the whole ES state to ``path`` (.npz). Resuming from it reproduces the run."""
-    leaves, _ = jax.tree_util.tree_flatten(state)
-    arrays = {}
-    for i, leaf in enumerate(leaves):
-        if jnp.issubdtype(jnp.asarray(leaf).dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        arrays[f"leaf_{i:05d}"] = np.asarray(leaf)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
-
-
-def load_checkpoint(path: str | Path, like: ESState) -> ESState:
-    """Read a state written by :func:`save_checkpoint`; ``like`` gives the tree structure."""
-    leaves, treedef = jax.tree_util.tree_flatten(like)
-    with np.load(Path(path)) as data:
-        stored = [data[f"leaf_{i:05d}"] for i in range(len(data.files))]
-    if len(stored) != len(leaves):
-        raise ValueError(f"checkpoint has {len(stored)} arrays, the state template has {len(leaves)}")
-    out = []
-    for ref, arr in zip(leaves, stored):
-        ref = jnp.asarray(ref)
-        if jnp.issubdtype(ref.dtype, jax.dtypes.prng_key):
-            out.append(jax.random.wrap_key_data(jnp.asarray(arr)))
-            continue
-        if arr.shape != ref.shape:
-            raise ValueError(f"checkpoint array of shape {arr.shape} does not match template shape {ref.shape}")
-        out.append(jnp.asarray(arr, dtype=ref.dtype))
-    return jax.tree_util.tree_unflatten(treedef, out)
