@@ -55,10 +55,18 @@ explore()'''
 
 WORKING = BROKEN.replace("rank {1}", "rank {rank}")
 
+# two controls moved in one run: the ignored one still prints its old value
+HALF_BROKEN = '''def explore(rank=1, population=8):
+    print(f"rank {rank}, population {8}: the callback ignores population")
+
+explore()'''
+
 
 def _notebook(callback: str) -> dict:
+    panel = ("controls(explore, rank=widgets.IntSlider(value=1, min=1, max=8)"
+             + (", population=widgets.IntSlider(value=8, min=8, max=64, step=8))" if "population" in callback else ")"))
     cells = [("code", "from lowrank_es.notebook import controls\nimport ipywidgets as widgets"), ("code", callback),
-             ("code", "controls(explore, rank=widgets.IntSlider(value=1, min=1, max=8))")]
+             ("code", panel)]
     return {"cells": [{"cell_type": k, "id": f"c{i}", "metadata": {}, "source": s, "outputs": [], "execution_count": None}
                       for i, (k, s) in enumerate(cells)],
             "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
@@ -67,7 +75,7 @@ def _notebook(callback: str) -> dict:
 
 @pytest.mark.browser
 def test_a_broken_callback_fails_the_widget_check(page, tmp_path):
-    for name, src in (("working", WORKING), ("broken", BROKEN)):
+    for name, src in (("working", WORKING), ("broken", BROKEN), ("half_broken", HALF_BROKEN)):
         (tmp_path / f"{name}.ipynb").write_text(json.dumps(_notebook(src)))
     server = labdriver.LabServer(tmp_path, tmp_path / "jupyter.log")
     try:
@@ -78,6 +86,11 @@ def test_a_broken_callback_fails_the_widget_check(page, tmp_path):
         labdriver.open_notebook(page, server, "broken.ipynb")
         labdriver.run_all(page)
         with pytest.raises(AssertionError, match="did not change"):
+            labdriver.exercise_panel(page, page.locator(".lowrank-controls").first)
+        server.shutdown_kernels()
+        labdriver.open_notebook(page, server, "half_broken.ipynb")
+        labdriver.run_all(page)
+        with pytest.raises(AssertionError, match="does not name population"):
             labdriver.exercise_panel(page, page.locator(".lowrank-controls").first)
     finally:
         server.close()
