@@ -62,11 +62,13 @@ HALF_BROKEN = '''def explore(rank=1, population=8):
 explore()'''
 
 
-def _notebook(callback: str) -> dict:
-    panel = ("controls(explore, rank=widgets.IntSlider(value=1, min=1, max=8)"
-             + (", population=widgets.IntSlider(value=8, min=8, max=64, step=8))" if "population" in callback else ")"))
+RANK = "rank=widgets.IntSlider(value=1, min=1, max=8)"
+POPULATION = "population=widgets.IntSlider(value=8, min=8, max=64, step=8)"
+
+
+def _notebook(callback: str, controls: tuple[str, ...] = (RANK,)) -> dict:
     cells = [("code", "from lowrank_es.notebook import controls\nimport ipywidgets as widgets"), ("code", callback),
-             ("code", panel)]
+             ("code", f"controls(explore, {', '.join(controls)})")]
     return {"cells": [{"cell_type": k, "id": f"c{i}", "metadata": {}, "source": s, "outputs": [], "execution_count": None}
                       for i, (k, s) in enumerate(cells)],
             "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
@@ -75,8 +77,9 @@ def _notebook(callback: str) -> dict:
 
 @pytest.mark.browser
 def test_a_broken_callback_fails_the_widget_check(page, tmp_path):
-    for name, src in (("working", WORKING), ("broken", BROKEN), ("half_broken", HALF_BROKEN)):
-        (tmp_path / f"{name}.ipynb").write_text(json.dumps(_notebook(src)))
+    for name, nb in (("working", _notebook(WORKING)), ("broken", _notebook(BROKEN)),
+                     ("half_broken", _notebook(HALF_BROKEN, (RANK, POPULATION)))):
+        (tmp_path / f"{name}.ipynb").write_text(json.dumps(nb))
     server = labdriver.LabServer(tmp_path, tmp_path / "jupyter.log")
     try:
         labdriver.open_notebook(page, server, "working.ipynb")
