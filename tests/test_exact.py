@@ -154,3 +154,60 @@ def test_selfplay_and_random_inits():
     h1, h2 = exact.simulate(d, d, t1, t2, 0.5, 4)
     np.testing.assert_allclose(out["p2"], exact.policy(h2[:, -1]), rtol=1e-6)
     assert out["r"].shape == (3, 2)
+
+
+def test_epsilon_greedy_is_the_gradient_of_the_behaviour_policy_value():
+    """The wrapped naive direction equals finite differences of my value when both players play
+    (1 - eps) sigmoid(theta) + eps / 2 (an independent route: probabilities, not logits)."""
+    eps = 0.2
+    with jax.enable_x64(True):
+        d = exact.epsilon_greedy(exact.naive_direction, eps)
+        for seed in range(2):
+            t1, t2 = _thetas(seed)
+
+            def v(t, other=t2):
+                mix = lambda x: (1 - eps) * jax.nn.sigmoid(x) + eps / 2  # noqa: E731
+                return ipd.exact_value(mix(t), mix(other))[0]
+
+            np.testing.assert_allclose(d(t1, t2), _fd_grad(v, t1), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(exact.epsilon_greedy(exact.naive_direction, 0.0)(t1, t2),
+                                   exact.naive_direction(t1, t2), rtol=1e-12)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="epsilon"):
+            exact.epsilon_greedy(exact.naive_direction, bad)
+
+
+def test_shared_selfplay_is_adam_on_one_policy():
+    """Against a plain optax loop on the zero start, and the runs' shapes; a policy that never
+    moves stays at P(C) = 1/2."""
+    import optax
+
+    cfg = exact.SharedSelfPlay(steps=30, runs=3, every=10, lr=0.05)
+    out = exact.shared_selfplay(exact.naive_direction, cfg, seed=0)
+    d = exact.epsilon_greedy(exact.naive_direction, cfg.epsilon)
+    theta, opt = jnp.zeros(5), optax.adam(cfg.lr)
+    state = opt.init(theta)
+    for _ in range(cfg.steps):
+        upd, state = opt.update(-d(theta, theta), state, theta)
+        theta = optax.apply_updates(theta, upd)
+    np.testing.assert_allclose(out["p_zero"], jax.nn.sigmoid(theta), atol=1e-5)
+    assert out["p"].shape == (3, 5) and out["curve_zero"].shape == (4, 5) and out["r"].shape == (3,)
+    np.testing.assert_allclose(out["curve_zero"][0], 0.5)
+    still = exact.shared_selfplay(exact.fixed_direction, cfg, seed=0)
+    np.testing.assert_allclose(still["p_zero"], 0.5)
+    with pytest.raises(ValueError, match="runs"):
+        exact.SharedSelfPlay(runs=1)
+
+
+def test_tft_profile_margin_by_hand():
+    tft = np.tile([0.9, 0.9, 0.1, 0.9, 0.1], (4, 1))
+    prof = exact.tft_profile(tft)
+    np.testing.assert_allclose(prof["half"], 0.0, atol=1e-12)
+    assert prof["margin"] == pytest.approx(0.4)
+    # two runs, DC = 0.6 and 0.8: mean 0.7, half-width t(0.975, 1) * std / sqrt(2) = 12.706 * 0.1
+    p = np.array([[0.5, 0.9, 0.1, 0.6, 0.1], [0.5, 0.9, 0.1, 0.8, 0.1]])
+    assert exact.tft_profile(p)["margin"] == pytest.approx(0.2 - 12.7062 * np.std([0.6, 0.8], ddof=1) / np.sqrt(2), abs=1e-4)
+    # always-cooperate fails in CD and DD
+    assert exact.tft_profile(np.full((3, 5), 0.95))["margin"] == pytest.approx(-0.45)
+    with pytest.raises(ValueError, match="runs >= 2"):
+        exact.tft_profile(tft[:1])

@@ -133,3 +133,23 @@ def test_paper_form_is_the_default():
         t1, t2 = _pair(5)
         np.testing.assert_allclose(loqa.direction(t1, t2), exact.naive_gradient(t1, t2) + loqa.loqa_term(t1, t2, 1.0, ipd.GAMMA, True))
         assert not np.allclose(loqa.loqa_term(t1, t2, 1.0, ipd.GAMMA, True), loqa.loqa_term(t1, t2, 1.0, ipd.GAMMA, False))
+
+
+def test_taken_only_term_is_half_the_full_term_plus_a_common_mode_term():
+    """loqa_term(taken_only=True) = loqa_term(taken_only=False) / 2 + common, with common built
+    independently: finite differences of k_s (pi_hat2(D|s) - 1/2) (Q2(s,C) + Q2(s,D)) / tau."""
+    tau = 0.7
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(5)
+        for _ in range(3):
+            t1, t2 = jnp.array(1.5 * rng.normal(size=5)), jnp.array(1.5 * rng.normal(size=5))
+            reciprocity, common = loqa.taken_only_decomposition(t1, t2, tau)
+            np.testing.assert_allclose(reciprocity + common, loqa.loqa_term(t1, t2, tau, taken_only=True), rtol=1e-9, atol=1e-11)
+            tab = loqa.tabular(t1, t2)
+            a1c = jnp.stack([tab.q1, 1 - tab.q1], -1) @ tab.Qab1.reshape(2, 2)[:, 0] - tab.V1
+            k = tab.D * tab.q2 * a1c
+            delta = loqa.opponent_model(t1, t2, tau)[:, 1] - 0.5
+            f = lambda t: float(jnp.sum(k * delta * loqa.opponent_q(t, t2).sum(-1)) / tau)  # noqa: E731
+            h = 1e-6
+            fd = np.array([(f(t1.at[i].add(h)) - f(t1.at[i].add(-h))) / (2 * h) for i in range(5)])
+            np.testing.assert_allclose(common, fd, rtol=1e-5, atol=1e-8)

@@ -30,6 +30,20 @@ payoffs (Nowak & Sigmund: ``min(1 - (T-R)/(R-S), (R-P)/(T-P)) = 1/2``). ``tft_pr
 the mean probability of TFT's action over the four memory states, is the literal reading of
 the paper's caption.
 
+The papers themselves show reciprocity as a bar chart of P(C | state) over runs (LOLA Fig. 3,
+LOQA Fig. 1, Advantage Alignment Fig. 1b) and call it TFT by eye; none of the official codes
+computes a "% TFT". :func:`tft_profile` makes that reading a test: the 95 % interval of the
+run-mean P(C | state) lies on TFT's side of 1/2 in each of the four memory states.
+
+Official IPD setting
+--------------------
+:func:`shared_selfplay` runs the IPD setting of the official LOQA code (``ipd.py`` with the
+README's flags; Advantage Alignment's authors publish no IPD code): one policy playing itself,
+actions replaced by uniform ones with probability ``epsilon`` = 0.2 (:func:`epsilon_greedy`),
+Adam 1e-3, 7,000 updates, logits starting at 0 (and, for a spread over runs, at N(0, 1)).
+Exploration matters: without it the state DC (I defected, the other cooperated) is almost never
+visited in self-play, and its probability stays wherever it started.
+
 Metrics are normalised discounted averages ``(1 - gamma) sum_t gamma^t x_t`` (exact).
 """
 
@@ -41,6 +55,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from scipy import stats as st
 
 from lowrank_es.games import ipd
 
@@ -148,6 +164,81 @@ def selfplay(direction: Direction, n: int = 50, steps: int = 200, lr: float = 1.
             "curve": np.asarray(curve)}
 
 
+def epsilon_greedy(direction: Direction, epsilon: float) -> Direction:
+    """The direction of a learner whose every action is replaced by a uniformly random one with
+    probability ``epsilon`` (both players): the game is played by the behaviour policies
+    ``(1 - epsilon) sigmoid(theta) + epsilon / 2``; ``direction`` is evaluated at their logits
+    and mapped back to ``theta`` by the chain rule (for a gradient, the exact gradient of the
+    behaviour policy's objective). ``epsilon = 0`` is ``direction`` itself."""
+    if not 0.0 <= float(epsilon) < 1.0:
+        raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")
+
+    def behaviour(theta):
+        p = (1 - epsilon) * jax.nn.sigmoid(theta) + epsilon / 2
+        return jnp.log(p) - jnp.log1p(-p), p
+
+    def d(theta_me: jax.Array, theta_other: jax.Array) -> jax.Array:
+        (b_me, p_me), (b_other, _) = behaviour(theta_me), behaviour(theta_other)
+        s = jax.nn.sigmoid(theta_me)
+        # d b / d theta, elementwise: (1 - eps) s (1 - s) / (p (1 - p))
+        return direction(b_me, b_other) * (1 - epsilon) * s * (1 - s) / (p_me * (1 - p_me))
+
+    return d
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedSelfPlay:
+    """The official LOQA IPD setting (``ipd.py``, README flags): one shared policy in self-play
+    (``just_self_play``), ``epsilon``-greedy exploration 0.2, Adam ``lr`` 1e-3 for ``steps``
+    7,000 (the paper's figure reads step 7,000), logits from 0; ``runs`` extra runs from
+    N(0, ``std``^2) logits give a spread; the zero-start run's policy is kept every
+    ``every`` updates."""
+
+    epsilon: float = 0.2
+    lr: float = 1e-3
+    steps: int = 7000
+    runs: int = 20
+    std: float = 1.0
+    every: int = 100
+
+    def __post_init__(self):
+        if not 0.0 <= self.epsilon < 1.0:
+            raise ValueError(f"epsilon must be in [0, 1), got {self.epsilon}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.steps < 1 or self.runs < 2 or self.every < 1:
+            raise ValueError(f"steps >= 1, runs >= 2 and every >= 1 needed, got {self.steps}, {self.runs}, {self.every}")
+
+
+def shared_selfplay(direction: Direction, cfg: SharedSelfPlay = SharedSelfPlay(), seed: int = 0) -> dict[str, np.ndarray]:
+    """One policy playing itself as in :class:`SharedSelfPlay`: it ascends
+    ``epsilon_greedy(direction)(theta, theta)`` with Adam (a shared policy gets the same
+    direction from both seats). Returns ``p_zero`` (5,) and ``curve_zero`` (steps // every + 1, 5),
+    the zero-start run's final and intermediate cooperation probabilities; ``p`` (runs, 5) the
+    N(0, std^2)-start runs' final ones; ``r`` (runs,) and ``r_zero`` their reward per step in
+    self-play without exploration."""
+    d = epsilon_greedy(direction, cfg.epsilon)
+    opt = optax.adam(cfg.lr)
+
+    def train(theta0):
+        def body(carry, _):
+            theta, state = carry
+            upd, state = opt.update(-d(theta, theta), state, theta)
+            theta = optax.apply_updates(theta, upd)
+            return (theta, state), theta
+
+        (theta, _), hist = jax.lax.scan(body, (theta0, opt.init(theta0)), None, length=int(cfg.steps))
+        return theta, jnp.concatenate([theta0[None], hist])[::cfg.every]
+
+    t0, _ = random_inits(seed, cfg.runs, cfg.std)
+    theta_zero, hist_zero = jax.jit(train)(jnp.zeros(5))
+    thetas, _ = jax.jit(jax.vmap(train))(t0)
+    p, p_zero = policy(thetas), policy(theta_zero)
+    r = jax.vmap(lambda q: reward_per_step(q, q)[0])(p)
+    return {"p_zero": np.asarray(p_zero), "curve_zero": np.asarray(policy(hist_zero)), "p": np.asarray(p),
+            "r": np.asarray(r), "r_zero": float(reward_per_step(p_zero, p_zero)[0])}
+
+
 # ---------------------------------------------------------------------------
 # Fixed reference opponents (memory-1, own view)
 # ---------------------------------------------------------------------------
@@ -232,6 +323,28 @@ def reciprocity(p) -> dict[str, np.ndarray]:
     strict = (cc > 0.5) & (dc > 0.5) & (cd < 0.5) & (dd < 0.5)
     generous = ((cc + dc) / 2 > 0.5) & ((cd + dd) / 2 < 0.5)
     return {"strict": strict, "generous": generous, "tft_probability": (cc + dc + (1 - cd) + (1 - dd)) / 4}
+
+
+#: TFT's action in the four memory states CC, CD, DC, DD (1 = cooperate): it copies the other's last action.
+TFT_MEMORY = np.array([1, 0, 1, 0])
+
+
+def tft_profile(p, level: float = 0.95) -> dict[str, np.ndarray | float]:
+    """The papers' reading of reciprocity as a test: their figures show the run-mean P(C | state)
+    with its spread and call the bars TFT when they are high after CC and DC and low after CD
+    and DD. p: (runs, 5) cooperation probabilities. Returns ``mean`` and ``half`` (5,), the
+    Student-t ``level`` interval's half-width over runs, and ``margin``: over the four memory
+    states, the smallest distance from 1/2 of the interval's end nearest to it, counted positive
+    on TFT's side (> 0: every bar is TFT-like at that confidence)."""
+    p = np.asarray(p, dtype=float)
+    if p.ndim != 2 or p.shape[-1] != 5 or p.shape[0] < 2:
+        raise ValueError(f"p must have shape (runs >= 2, 5) [start, CC, CD, DC, DD], got {p.shape}")
+    if np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise ValueError("p must hold probabilities in [0, 1]")
+    mean = p.mean(0)
+    half = st.t.ppf(0.5 + level / 2, p.shape[0] - 1) * p.std(0, ddof=1) / np.sqrt(p.shape[0])
+    side = np.where(TFT_MEMORY == 1, mean[1:] - half[1:] - 0.5, 0.5 - mean[1:] - half[1:])
+    return {"mean": mean, "half": half, "margin": float(side.min())}
 
 
 # ---------------------------------------------------------------------------

@@ -182,6 +182,29 @@ def loqa_term(
     return jax.grad(f)(theta1)
 
 
+def taken_only_decomposition(theta1: jax.Array, theta2: jax.Array, tau: float = 1.0,
+                             gamma: float = ipd.GAMMA) -> tuple[jax.Array, jax.Array]:
+    """Split the paper-form term (``taken_only=True``) into ``(reciprocity, common)``, (5,) each,
+    with ``loqa_term(taken_only=True) = reciprocity + common``:
+
+    * ``reciprocity = loqa_term(taken_only=False) / 2 = sum_s k_s grad (Q2(s,C) - Q2(s,D)) / (2 tau)``:
+      make the opponent's cooperation worth more to it than its defection;
+    * ``common = sum_s k_s (pi_hat2(D|s) - 1/2) grad (Q2(s,C) + Q2(s,D)) / tau``: raise the opponent's
+      values of *both* actions, in proportion to how much the model expects it to defect,
+
+    where ``k_s = D(s) pi2(C|s) A1(s,C) = -D(s) pi2(D|s) A1(s,D)`` (the advantages average to 0
+    under ``pi2``). The second part pulls towards unconditional cooperation wherever the opponent
+    is modelled as more likely to defect; it is what keeps the paper form away from TFT in
+    :mod:`lowrank_es.experiments.ipd_reciprocity`."""
+    tab = tabular(theta1, theta2, gamma)
+    pb = jnp.stack([tab.q2, 1 - tab.q2], axis=-1)
+    A1b = jnp.stack([tab.q1, 1 - tab.q1], axis=-1) @ tab.Qab1.reshape(2, 2) - tab.V1[:, None]
+    k = jax.lax.stop_gradient(tab.D * pb[:, 0] * A1b[:, 0])  # (5,)
+    delta = jax.lax.stop_gradient(opponent_model(theta1, theta2, tau, gamma)[:, 1] - 0.5)
+    common = jax.grad(lambda t1: jnp.sum(k * delta * opponent_q(t1, theta2, gamma).sum(-1)))(theta1) / tau
+    return loqa_term(theta1, theta2, tau, gamma, taken_only=False) / 2, common
+
+
 def direction(theta_me: jax.Array, theta_other: jax.Array, cfg: LOQAConfig = LOQAConfig()) -> jax.Array:
     """LOQA ascent direction (5,): naive policy gradient plus ``shaping`` x :func:`loqa_term`."""
     return exact.naive_gradient(theta_me, theta_other, cfg.gamma) + cfg.shaping * loqa_term(
