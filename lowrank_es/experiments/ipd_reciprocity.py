@@ -54,7 +54,7 @@ def plots(record: dict) -> dict:
 
     from lowrank_es.games import ipd
 
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    fig, ax = plt.subplots(figsize=(11, 3.6))
     data = record["data"]
     width = 0.8 / len(data)
     for i, (name, d) in enumerate(data.items()):
@@ -65,7 +65,8 @@ def plots(record: dict) -> dict:
     ax.set_xticks(range(5), ipd.POLICY_NAMES)
     ax.set(xlabel="state (my last, other's last)", ylabel="P(cooperate)", ylim=(0, 1.05),
            title=f"Official IPD setting ({record['scale']}): mean P(C | state) over {len(data['naive']['p'])} runs, 95% interval")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
     return {"profile": fig}
 
 
