@@ -426,3 +426,12 @@ def test_signal_claim_compares_eggroll_with_its_shuffled_fitness_null():
     assert any("shuffled fitness" in line for line in reasoning.summary_lines(rec))
     del rec["data"]["eggroll_null"]
     assert reasoning.arms(rec) == ("eggroll", "grpo") and len(reasoning.summary_lines(rec)) == 3
+
+
+def test_cached_problems_and_verdicts_are_fresh_and_equal():
+    """Problem sets and verdicts are cached: a caller changing its list does not change the next
+    caller's, and numpy-typed numbers get the same verdict as ints."""
+    first = rs.make_problems("val", 20, seed=0)
+    first.clear()
+    assert len(rs.make_problems("val", 20, seed=0)) == 20
+    assert rs.verify_countdown(np.array([4, 7, 2]), np.int64(22), "(4+7)*2") == rs.verify_countdown((4, 7, 2), 22, "(4+7)*2")

@@ -186,6 +186,13 @@ def parse_expression(text: str) -> tuple[Fraction, list[int]]:
 def verify_countdown(numbers: Sequence[int], target: int, answer: str) -> Verdict:
     """Check an answer: a well-formed expression using each listed number at most as often as
     it is listed, evaluating exactly to ``target``. Division by zero anywhere is an error."""
+    return _verify(tuple(int(n) for n in numbers), int(target), str(answer))
+
+
+# Members of a population often produce the same answer to the same prompt (greedy decoding
+# most of all): parsing each once saves a large part of a fine-tuning run's Python time.
+@lru_cache(maxsize=1 << 18)
+def _verify(numbers: tuple[int, ...], target: int, answer: str) -> Verdict:
     try:
         value, used = parse_expression(answer)
     except ZeroDivisionError:
@@ -311,6 +318,12 @@ def make_problems(split: str, n: int, seed: int = 0, difficulty: Difficulty = Di
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if not (isinstance(n, int) and n >= 1):
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    return list(_make_problems(split, n, seed, difficulty))  # a fresh list: callers may change theirs
+
+
+# Every run of the fine-tuning experiments asks for the same problem sets again.
+@lru_cache(maxsize=64)
+def _make_problems(split: str, n: int, seed: int, difficulty: Difficulty) -> tuple[Problem, ...]:
     rng = np.random.default_rng([seed, SPLITS.index(split), difficulty.num_numbers, difficulty.max_number])
     out: list[Problem] = []
     seen: set[str] = set()
@@ -329,7 +342,7 @@ def make_problems(split: str, n: int, seed: int = 0, difficulty: Difficulty = Di
             continue
         seen.add(p.prompt)
         out.append(p)
-    return out
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------
@@ -404,7 +417,7 @@ def make_addition_problems(split: str, n: int, seed: int = 0, digits: int = 3) -
             continue
         seen.add(p.prompt)
         out.append(p)
-    return out
+    return tuple(out)
 
 
 def verify_addition(problem: AdditionProblem, answer: str) -> bool:
