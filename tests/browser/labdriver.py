@@ -238,6 +238,8 @@ def _numbers_after(label: str, text: str) -> list[str]:
 def names_value(label: str, value: str, text: str) -> bool:
     """Whether ``text`` names ``label`` with ``value``: ``label value``, ``label = value`` or
     ``label: value``; numbers compare to 3 significant digits (``0.0501`` names ``0.05012``)."""
+    # a dropdown's option text comes back from the browser with non-breaking spaces
+    value, text = " ".join(value.split()), text.replace("\xa0", " ")
     try:
         target = float(value.replace(",", "").replace("−", "-"))
     except ValueError:
