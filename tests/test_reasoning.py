@@ -434,4 +434,5 @@ def test_cached_problems_and_verdicts_are_fresh_and_equal():
     first = rs.make_problems("val", 20, seed=0)
     first.clear()
     assert len(rs.make_problems("val", 20, seed=0)) == 20
+    assert isinstance(rs.make_addition_problems("val", 5), list)  # uncached: still the list it is annotated as
     assert rs.verify_countdown(np.array([4, 7, 2]), np.int64(22), "(4+7)*2") == rs.verify_countdown((4, 7, 2), 22, "(4+7)*2")

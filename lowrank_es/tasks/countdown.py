@@ -417,7 +417,7 @@ def make_addition_problems(split: str, n: int, seed: int = 0, digits: int = 3) -
             continue
         seen.add(p.prompt)
         out.append(p)
-    return tuple(out)
+    return out
 
 
 def verify_addition(problem: AdditionProblem, answer: str) -> bool:
