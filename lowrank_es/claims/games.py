@@ -38,7 +38,7 @@ def naive_defects(record: dict | None = None) -> Measurement:
     d = record["data"]["ipd"]["naive"]
     r = np.asarray(d["r"])
     runs = r.mean(1)
-    p = np.concatenate([np.asarray(d["p1"]), np.asarray(d["p2"])])
+    p = exact.final_policies(d)
     defect = np.all(r <= -1.9, axis=1)
     return _m(record, measured=float(runs.mean()), uncertainty=float(runs.std(ddof=1) / np.sqrt(len(runs))),
               seeds=len(runs), details={"reward_per_step_std": float(runs.std()), "paper": -1.98, "paper_std": 0.14,
@@ -63,12 +63,12 @@ def naive_defects(record: dict | None = None) -> Measurement:
 def lola_reciprocity(record: dict | None = None) -> Measurement:
     record = _record(record)
     d = record["data"]["ipd"]["LOLA"]
-    p = np.concatenate([np.asarray(d["p1"]), np.asarray(d["p2"])])
+    p = exact.final_policies(d)
     prof, rec = exact.tft_profile(p), exact.reciprocity(p)
     r = np.asarray(d["r"])
     n = r.shape[0]
     naive = record["data"]["ipd"]["naive"]
-    q = np.concatenate([np.asarray(naive["p1"]), np.asarray(naive["p2"])])
+    q = exact.final_policies(naive)
     return _m(record, measured=prof["margin"], uncertainty=None, seeds=n,
               details={"mean_p_start_cc_cd_dc_dd": np.round(prof["mean"], 3).tolist(),
                        "strict_fraction": float(rec["strict"].mean()), "paper_tft_fraction": 0.81,

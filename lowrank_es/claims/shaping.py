@@ -65,10 +65,6 @@ def _profile_measurement(record: dict, method: str, others: dict[str, np.ndarray
     return _m(record, measured=prof["margin"], uncertainty=None, seeds=len(p), details=details)
 
 
-def _both_players(d: dict) -> np.ndarray:
-    return np.concatenate([np.asarray(d["p1"]), np.asarray(d["p2"])])
-
-
 _RECIP = ("exact self-play in the memory-1 IPD (gamma 0.96) in the official LOQA IPD setting (one shared "
           "policy, actions replaced by uniform ones with probability 0.2, Adam 1e-3 for 7,000 updates, 20 runs from "
           "N(0, 1) logits) reaches tit-for-tat as the papers show it: the 95% interval of the run-mean P(C | state) "
@@ -84,8 +80,8 @@ def _loqa_ipd(record: dict | None = None) -> Measurement:
     previous = experiments.load(LOQA, "reference")["data"]["ipd"]
     return _profile_measurement(record, "LOQA", {
         "LOQA (all actions), same setting": record["data"]["LOQA (all actions)"]["p"],
-        "LOQA, independent N(0,1) starts, SGD 0.1, no exploration": _both_players(previous["LOQA"]),
-        "LOQA (all actions), independent starts, SGD 0.1, no exploration": _both_players(previous["LOQA (all actions)"])})
+        "LOQA, independent N(0,1) starts, SGD 0.1, no exploration": exact.final_policies(previous["LOQA"]),
+        "LOQA (all actions), independent starts, SGD 0.1, no exploration": exact.final_policies(previous["LOQA (all actions)"])})
 
 
 @register("aa.ipd.reciprocity", paper="AdvantageAlignment", statement="AdAlign (beta 1): " + _RECIP + " The "
@@ -95,7 +91,7 @@ def _aa_ipd(record: dict | None = None) -> Measurement:
     record = record if record is not None else experiments.load(IPD, "reference")
     previous = experiments.load(AA, "reference")["data"]["ipd"]
     return _profile_measurement(record, "AdAlign", {
-        "AdAlign, independent N(0,1) starts, SGD 0.1, no exploration": _both_players(previous["AdAlign"])})
+        "AdAlign, independent N(0,1) starts, SGD 0.1, no exploration": exact.final_policies(previous["AdAlign"])})
 
 
 def _median_se(x: np.ndarray) -> tuple[float, float]:

@@ -147,7 +147,7 @@ def ipd_summary(record: dict) -> dict[str, dict]:
     fraction of agents strict / generous reciprocal, mean TFT probability, outcome fractions."""
     out = {}
     for name, d in record["data"]["ipd"].items():
-        p = np.concatenate([np.asarray(d["p1"]), np.asarray(d["p2"])])
+        p = exact.final_policies(d)
         r = np.asarray(d["r"])
         rec = exact.reciprocity(p)
         outcome = np.asarray(d["outcome"])

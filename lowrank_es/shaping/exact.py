@@ -164,6 +164,19 @@ def selfplay(direction: Direction, n: int = 50, steps: int = 200, lr: float = 1.
             "curve": np.asarray(curve)}
 
 
+def final_policies(result: dict) -> np.ndarray:
+    """Both players' final cooperation probabilities of a :func:`selfplay` result (or its saved
+    record), player 1's runs first: (2 n, 5)."""
+    return np.concatenate([np.asarray(result["p1"]), np.asarray(result["p2"])])
+
+
+def behaviour_logits(theta: jax.Array, epsilon: float) -> jax.Array:
+    """Logits of the policy that plays ``sigmoid(theta)`` but replaces its action by a uniformly
+    random one with probability ``epsilon``: ``logit((1 - epsilon) sigmoid(theta) + epsilon / 2)``."""
+    p = (1 - epsilon) * jax.nn.sigmoid(theta) + epsilon / 2
+    return jnp.log(p) - jnp.log1p(-p)
+
+
 def epsilon_greedy(direction: Direction, epsilon: float) -> Direction:
     """The direction of a learner whose every action is replaced by a uniformly random one with
     probability ``epsilon`` (both players): the game is played by the behaviour policies
@@ -173,15 +186,12 @@ def epsilon_greedy(direction: Direction, epsilon: float) -> Direction:
     if not 0.0 <= float(epsilon) < 1.0:
         raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")
 
-    def behaviour(theta):
-        p = (1 - epsilon) * jax.nn.sigmoid(theta) + epsilon / 2
-        return jnp.log(p) - jnp.log1p(-p), p
-
     def d(theta_me: jax.Array, theta_other: jax.Array) -> jax.Array:
-        (b_me, p_me), (b_other, _) = behaviour(theta_me), behaviour(theta_other)
         s = jax.nn.sigmoid(theta_me)
-        # d b / d theta, elementwise: (1 - eps) s (1 - s) / (p (1 - p))
-        return direction(b_me, b_other) * (1 - epsilon) * s * (1 - s) / (p_me * (1 - p_me))
+        p_me = (1 - epsilon) * s + epsilon / 2
+        # d behaviour_logits / d theta, elementwise: (1 - eps) s (1 - s) / (p (1 - p))
+        return (direction(behaviour_logits(theta_me, epsilon), behaviour_logits(theta_other, epsilon))
+                * (1 - epsilon) * s * (1 - s) / (p_me * (1 - p_me)))
 
     return d
 
