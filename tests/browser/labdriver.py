@@ -159,10 +159,16 @@ def _controls(panel):
     return out
 
 
+def control_text(raw: str) -> str:
+    """A control's shown value as plain text: the browser returns a dropdown option of several
+    words with non-breaking spaces, which a callback's printed value does not have."""
+    return " ".join(raw.split())
+
+
 def _value(kind: str, box) -> str:
     if kind == "slider":
-        return box.locator(".widget-readout").inner_text().strip()
-    return box.locator("select").evaluate("s => s.options[s.selectedIndex].text")
+        return control_text(box.locator(".widget-readout").inner_text())
+    return control_text(box.locator("select").evaluate("s => s.options[s.selectedIndex].text"))
 
 
 def press_run(page, panel, timeout_s: float = 300) -> str:
@@ -238,8 +244,6 @@ def _numbers_after(label: str, text: str) -> list[str]:
 def names_value(label: str, value: str, text: str) -> bool:
     """Whether ``text`` names ``label`` with ``value``: ``label value``, ``label = value`` or
     ``label: value``; numbers compare to 3 significant digits (``0.0501`` names ``0.05012``)."""
-    # a dropdown's option text comes back from the browser with non-breaking spaces
-    value, text = " ".join(value.split()), text.replace("\xa0", " ")
     try:
         target = float(value.replace(",", "").replace("−", "-"))
     except ValueError:

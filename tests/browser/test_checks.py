@@ -18,8 +18,10 @@ def test_names_value_reads_label_value_pairs():
     assert labdriver.names_value("rank", "4", "rank 4, population 64: MSE 1.2")
     assert labdriver.names_value("sigma", "0.0501", "sigma = 0.05012")
     # a dropdown option of two words, as the browser returns it (non-breaking space)
-    assert labdriver.names_value("form", "whole\xa0softmax", "form whole softmax, epsilon 0.3")
-    assert not labdriver.names_value("form", "whole\xa0softmax", "form taken action, epsilon 0.3")
+    value = labdriver.control_text("whole\xa0softmax")
+    assert value == "whole softmax"
+    assert labdriver.names_value("form", value, "form whole softmax, epsilon 0.3")
+    assert not labdriver.names_value("form", value, "form taken action, epsilon 0.3")
     assert labdriver.names_value("env_id", "Acrobot-v1", "env_id Acrobot-v1: return -80")
     assert not labdriver.names_value("rank", "4", "rank 1, population 64")  # "4" of "64" is not the rank
     assert not labdriver.names_value("population", "80", "rank 4, population 64")
