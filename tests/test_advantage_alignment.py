@@ -145,3 +145,18 @@ def test_trajectory_advantages_are_the_exact_joint_advantages():
         tab = loqa.tabular(t1, t2)
         np.testing.assert_allclose(A1, tab.Qab1[2 * a + b] - tab.V1[states])
         np.testing.assert_allclose(A2, tab.Qab2[2 * a + b] - tab.V2[states])
+
+
+def test_experiment_parts_select_jobs():
+    """The gpu scale runs only the Negotiation jobs, at the official 8,192 episodes per update;
+    an unknown part is a clear error."""
+    from lowrank_es.experiments import advantage_alignment as ax
+
+    gpu = ax.SCALES["gpu"]
+    assert gpu.negotiation.n_envs == 8192
+    assert list(ax.jobs(gpu, (0,))) == ["negotiation_adalign", "negotiation_naive", "negotiation_league"]
+    assert {k.split("_")[0] for k in ax.jobs(ax.SCALES["reference"], (0,))} == set(ax.PARTS)
+    with pytest.raises(ValueError, match="parts"):
+        ax.Config(parts=("negotiaton",))
+    with pytest.raises(ValueError, match="parts"):
+        ax.Config(parts=())
