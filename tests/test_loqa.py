@@ -153,3 +153,49 @@ def test_taken_only_term_is_half_the_full_term_plus_a_common_mode_term():
             h = 1e-6
             fd = np.array([(f(t1.at[i].add(h)) - f(t1.at[i].add(-h))) / (2 * h) for i in range(5)])
             np.testing.assert_allclose(common, fd, rtol=1e-5, atol=1e-8)
+
+
+def _opponent_q_time_varying(eps, t1, t2, gamma, d, current_step, horizon=400):
+    """Q2(s, b) (5, 2) when player 1 plays logits ``t1 + c_k eps`` k steps ahead, c_0 = 1 or 0
+    (``current_step``) and c_k = d^(k-1) after: its derivative in ``eps`` at 0 is the gradient
+    the loaded-DiCE estimator weighs (by backward induction over ``horizon`` steps, then the
+    stationary values of the last policy)."""
+    q2 = jax.nn.sigmoid(t2)[loqa.IDX2]
+    r2 = ipd.REWARD_2.astype(t1.dtype)
+    c = lambda k: d ** (k - 1)  # noqa: E731
+    v = loqa.tabular(t1 + c(horizon) * eps, t2, gamma).V2
+
+    def back(v_next, k):
+        q1 = jax.nn.sigmoid(t1 + c(k) * eps)[loqa.IDX1]
+        return ipd.joint_action_probs(q1, q2) @ (r2 + gamma * v_next[1:]), None
+
+    v, _ = jax.lax.scan(back, v, jnp.arange(horizon - 1, 0, -1).astype(t1.dtype))
+    q1 = jax.nn.sigmoid(t1 + (eps if current_step else 0.0 * eps))[loqa.IDX1]
+    pa = jnp.stack([q1, 1 - q1], -1)
+    return pa @ (r2 + gamma * v[1:]).reshape(2, 2)
+
+
+@pytest.mark.parametrize("d,current_step", [(0.9, False), (0.9, True), (1.0, False), (0.6, False)])
+def test_estimator_weighted_jacobian_against_a_time_varying_policy(d, current_step):
+    """The closed form of the loaded-DiCE weights against autodiff through a policy that changes
+    with the steps ahead (float64); with d = 1 and the current step it is the exact Jacobian."""
+    with jax.enable_x64(True):
+        for seed in range(3):
+            t1, t2 = _pair(10 + seed)
+            got = loqa.opponent_q_jacobian(t1, t2, GAMMA, d, current_step)
+            ref = jax.jacobian(_opponent_q_time_varying)(jnp.zeros(5), t1, t2, GAMMA, d, current_step)
+            np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-10)
+        exact_jac = jax.jacobian(lambda a: loqa.opponent_q(a, t2, GAMMA))(t1)
+        np.testing.assert_allclose(loqa.opponent_q_jacobian(t1, t2, GAMMA), exact_jac, rtol=1e-10, atol=1e-12)
+        # the paper-form term with those weights: the exact one at d = 1 with the current step
+        np.testing.assert_allclose(loqa.loqa_term(t1, t2, 1.5, GAMMA, True, 1.0 - 1e-12, True),
+                                   loqa.loqa_term(t1, t2, 1.5, GAMMA, True), rtol=1e-8, atol=1e-10)
+
+
+def test_estimator_weights_bad_input():
+    with pytest.raises(ValueError, match="dice_discount"):
+        loqa.LOQAConfig(dice_discount=0.0)
+    with pytest.raises(ValueError, match="dice_discount"):
+        loqa.opponent_q_jacobian(jnp.zeros(5), jnp.zeros(5), GAMMA, 1.5)
+    with pytest.raises(ValueError, match="taken_only"):
+        loqa.loqa_term(jnp.zeros(5), jnp.zeros(5), 1.0, GAMMA, False, 0.9)

@@ -73,15 +73,21 @@ _RECIP = ("exact self-play in the memory-1 IPD (gamma 0.96) in the official LOQA
 _PROFILE = Target(low=0.0, text="TFT margin of the run-mean P(C | state), 95% interval, >= 0 in all four memory states")
 
 
-@register("loqa.ipd.reciprocity", paper="LOQA", statement="LOQA (paper form: only the taken action's Q "
-          "differentiated, as the official code): " + _RECIP, target=_PROFILE, quick=True, notebook=NB[LOQA])
+@register("loqa.ipd.reciprocity", paper="LOQA", statement="LOQA as the official code computes it (only the taken "
+          "action's Q differentiated, through the agent's later moves with the loaded-DiCE discount 0.9 of its IPD "
+          "config, its current move left out): " + _RECIP, target=_PROFILE, quick=True, notebook=NB[LOQA])
 def _loqa_ipd(record: dict | None = None) -> Measurement:
     record = record if record is not None else experiments.load(IPD, "reference")
     previous = experiments.load(LOQA, "reference")["data"]["ipd"]
-    return _profile_measurement(record, "LOQA", {
+    m = _profile_measurement(record, "LOQA (DiCE 0.9)", {
+        "LOQA, exact gradient of the taken Q (d = 1, current move in), same setting": record["data"]["LOQA"]["p"],
         "LOQA (all actions), same setting": record["data"]["LOQA (all actions)"]["p"],
         "LOQA, independent N(0,1) starts, SGD 0.1, no exploration": exact.final_policies(previous["LOQA"]),
         "LOQA (all actions), independent starts, SGD 0.1, no exploration": exact.final_policies(previous["LOQA (all actions)"])})
+    if "dice_sweep" in record["data"]:
+        sw = record["data"]["dice_sweep"]
+        m.details["dice_sweep_margin"] = {str(d): round(float(v), 3) for d, v in zip(sw["dice_discount"], sw["margin"])}
+    return m
 
 
 @register("aa.ipd.reciprocity", paper="AdvantageAlignment", statement="AdAlign (beta 1): " + _RECIP + " The "

@@ -129,21 +129,68 @@ class LOQAConfig:
     """Exact-IPD LOQA. tau: opponent-model temperature (> 0); gamma in [0, 1);
     shaping: weight of the opponent-model term (1 is LOQA, 0 the naive gradient);
     taken_only: the paper's form (only the taken action's Q differentiated, default) or
-    the whole softmax (see :func:`loqa_term`)."""
+    the whole softmax (see :func:`loqa_term`); dice_discount, current_step: how the Q's
+    gradient weighs the agent's moves (see :func:`opponent_q_jacobian`; the defaults 1 and
+    ``True`` give the exact gradient, the official IPD code uses 0.9 and ``False``)."""
 
     tau: float = 1.0
     gamma: float = ipd.GAMMA
     shaping: float = 1.0
     taken_only: bool = True
+    dice_discount: float = 1.0
+    current_step: bool = True
 
     def __post_init__(self):
         if not self.tau > 0:
             raise ValueError(f"tau must be > 0, got {self.tau}")
         _check_gamma(self.gamma)
+        _check_dice_discount(self.dice_discount)
+
+
+def _check_dice_discount(d: float) -> None:
+    if not 0.0 < float(d) <= 1.0:
+        raise ValueError(f"dice_discount must be in (0, 1], got {d}")
+
+
+def opponent_q_jacobian(theta1: jax.Array, theta2: jax.Array, gamma: float = ipd.GAMMA, dice_discount: float = 1.0,
+                        current_step: bool = True) -> jax.Array:
+    """``d Q2(s, b) / d theta1`` (5, 2, 5) as the sampled LOQA estimator weighs it, in closed form.
+
+    The official IPD code makes the opponent's Q of the taken action differentiable with loaded
+    DiCE: the agent's move ``j`` steps after ``t`` enters with weight
+    ``gamma (gamma d)^(j - t - 1)`` (``d = dice_discount``), and its move at ``t`` itself not at all
+    (``differentiable_current_reward: False``). In expectation that is::
+
+        c0 grad sum_a pi1(a|s) Qab2(a, b) + gamma P1(s, b) (I - gamma d T)^-1 G
+
+    with ``P1(s, b)`` the distribution of the next state after ``b`` in ``s``, ``T`` the state
+    transition matrix and ``G = diag(sigma'(theta1) (Qa2(s, C) - Qa2(s, D)))`` the local policy
+    gradient of the opponent's value (``Qa2(s, a) = sum_b pi2(b|s) Qab2(a, b)``); ``c0 = 1``
+    with ``current_step``. ``d = 1`` with ``current_step`` is the exact gradient of
+    :func:`opponent_q`."""
+    _check_dice_discount(dice_discount)
+    tab = tabular(theta1, theta2, gamma)
+    Qab = tab.Qab2.reshape(2, 2)  # [a, b]
+    dq1 = tab.q1 * (1 - tab.q1)  # d pi1(C|s) / d theta1[s] (player 1's parameter index is its state index)
+    pb = jnp.stack([tab.q2, 1 - tab.q2], axis=-1)  # (5, 2) over b
+    G = jnp.diag(dq1 * (pb @ (Qab[0] - Qab[1])))  # (5 states, 5 params)
+    pa = jnp.stack([tab.q1, 1 - tab.q1], axis=-1)  # (5, 2) over a
+    # P1[s, b, s']: after b in s the next state is 1 + 2a + b, with probability pi1(a|s)
+    P1 = jnp.zeros((5, 2, 5), tab.J.dtype)
+    for a in range(2):
+        for b in range(2):
+            P1 = P1.at[:, b, 1 + 2 * a + b].add(pa[:, a])
+    I = jnp.eye(5, dtype=tab.J.dtype)
+    future = jnp.linalg.solve((I - gamma * dice_discount * tab.T).T, P1.reshape(10, 5).T).T.reshape(5, 2, 5)
+    jac = gamma * future @ G
+    if current_step:
+        jac = jac + (dq1[:, None] * (Qab[0] - Qab[1])[None, :])[:, :, None] * I[:, None, :]
+    return jac
 
 
 def loqa_term(
-    theta1: jax.Array, theta2: jax.Array, tau: float = 1.0, gamma: float = ipd.GAMMA, taken_only: bool = True
+    theta1: jax.Array, theta2: jax.Array, tau: float = 1.0, gamma: float = ipd.GAMMA, taken_only: bool = True,
+    dice_discount: float = 1.0, current_step: bool = True,
 ) -> jax.Array:
     """The exact LOQA opponent-shaping term (5,)::
 
@@ -161,13 +208,22 @@ def loqa_term(
     ``grad log pi_hat2(b|s) = (1 - pi_hat2(b|s)) grad Q2(s, b) / tau``. With
     ``taken_only=False`` the full softmax is differentiated; in expectation over ``b ~ pi2``
     the ``(1 - pi_hat2)`` factors then cancel (see ``theory/advantage_alignment.md``).
+
+    ``dice_discount < 1`` or ``current_step=False`` weigh the taken action's ``grad Q2`` as the
+    official estimator does (:func:`opponent_q_jacobian`; the paper form only).
     """
+    estimator_weights = float(dice_discount) != 1.0 or not current_step
+    if estimator_weights and not taken_only:
+        raise ValueError("dice_discount < 1 or current_step=False weigh the paper form: they need taken_only=True")
     tab = tabular(theta1, theta2, gamma)
     pb = jnp.stack([tab.q2, 1 - tab.q2], axis=-1)
     Q1b = jnp.stack([tab.q1, 1 - tab.q1], axis=-1) @ tab.Qab1.reshape(2, 2)  # (5, 2) over b
     A1b = Q1b - tab.V1[:, None]
     w = jax.lax.stop_gradient(tab.D[:, None] * pb * A1b)
 
+    if taken_only and estimator_weights:
+        factor = jax.lax.stop_gradient(1.0 - opponent_model(theta1, theta2, tau, gamma)) / tau
+        return jnp.einsum("sb,sbp->p", w * factor, opponent_q_jacobian(theta1, theta2, gamma, dice_discount, current_step))
     if taken_only:
         factor = jax.lax.stop_gradient(1.0 - opponent_model(theta1, theta2, tau, gamma)) / tau
 
@@ -208,7 +264,7 @@ def taken_only_decomposition(theta1: jax.Array, theta2: jax.Array, tau: float = 
 def direction(theta_me: jax.Array, theta_other: jax.Array, cfg: LOQAConfig = LOQAConfig()) -> jax.Array:
     """LOQA ascent direction (5,): naive policy gradient plus ``shaping`` x :func:`loqa_term`."""
     return exact.naive_gradient(theta_me, theta_other, cfg.gamma) + cfg.shaping * loqa_term(
-        theta_me, theta_other, cfg.tau, cfg.gamma, cfg.taken_only
+        theta_me, theta_other, cfg.tau, cfg.gamma, cfg.taken_only, cfg.dice_discount, cfg.current_step
     )
 
 
