@@ -192,6 +192,22 @@ def test_estimator_weighted_jacobian_against_a_time_varying_policy(d, current_st
                                    loqa.loqa_term(t1, t2, 1.5, GAMMA, True), rtol=1e-8, atol=1e-10)
 
 
+def test_decomposition_with_the_estimator_weights_adds_up():
+    """With the official weights the two parts still add up to the paper-form term, and the
+    reciprocity part is the estimator-weighted Jacobian of Q2(s,C) - Q2(s,D) (independent: the
+    time-varying-policy construction above)."""
+    tau = 0.7
+    with jax.enable_x64(True):
+        t1, t2 = _pair(21)
+        rec, com = loqa.taken_only_decomposition(t1, t2, tau, GAMMA, 0.9, False)
+        np.testing.assert_allclose(rec + com, loqa.loqa_term(t1, t2, tau, GAMMA, True, 0.9, False), rtol=1e-9, atol=1e-11)
+        tab = loqa.tabular(t1, t2, GAMMA)
+        a1c = jnp.stack([tab.q1, 1 - tab.q1], -1) @ tab.Qab1.reshape(2, 2)[:, 0] - tab.V1
+        k = tab.D * tab.q2 * a1c
+        jac = jax.jacobian(_opponent_q_time_varying)(jnp.zeros(5), t1, t2, GAMMA, 0.9, False)
+        np.testing.assert_allclose(rec, k @ (jac[:, 0] - jac[:, 1]) / (2 * tau), rtol=1e-8, atol=1e-10)
+
+
 def test_estimator_weights_bad_input():
     with pytest.raises(ValueError, match="dice_discount"):
         loqa.LOQAConfig(dice_discount=0.0)

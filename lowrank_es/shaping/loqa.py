@@ -238,8 +238,8 @@ def loqa_term(
     return jax.grad(f)(theta1)
 
 
-def taken_only_decomposition(theta1: jax.Array, theta2: jax.Array, tau: float = 1.0,
-                             gamma: float = ipd.GAMMA) -> tuple[jax.Array, jax.Array]:
+def taken_only_decomposition(theta1: jax.Array, theta2: jax.Array, tau: float = 1.0, gamma: float = ipd.GAMMA,
+                             dice_discount: float = 1.0, current_step: bool = True) -> tuple[jax.Array, jax.Array]:
     """Split the paper-form term (``taken_only=True``) into ``(reciprocity, common)``, (5,) each,
     with ``loqa_term(taken_only=True) = reciprocity + common``:
 
@@ -251,12 +251,18 @@ def taken_only_decomposition(theta1: jax.Array, theta2: jax.Array, tau: float = 
     where ``k_s = D(s) pi2(C|s) A1(s,C) = -D(s) pi2(D|s) A1(s,D)`` (the advantages average to 0
     under ``pi2``). The second part pulls towards unconditional cooperation wherever the opponent
     is modelled as more likely to defect; it is what keeps the paper form away from TFT in
-    :mod:`lowrank_es.experiments.ipd_reciprocity`."""
+    :mod:`lowrank_es.experiments.ipd_reciprocity`.
+
+    With ``dice_discount < 1`` or ``current_step=False`` both parts use the official estimator's
+    weighting of ``grad Q2`` (:func:`opponent_q_jacobian`) and add up to that paper-form term."""
     tab = tabular(theta1, theta2, gamma)
     pb = jnp.stack([tab.q2, 1 - tab.q2], axis=-1)
     A1b = jnp.stack([tab.q1, 1 - tab.q1], axis=-1) @ tab.Qab1.reshape(2, 2) - tab.V1[:, None]
     k = jax.lax.stop_gradient(tab.D * pb[:, 0] * A1b[:, 0])  # (5,)
     delta = jax.lax.stop_gradient(opponent_model(theta1, theta2, tau, gamma)[:, 1] - 0.5)
+    if float(dice_discount) != 1.0 or not current_step:
+        jac = opponent_q_jacobian(theta1, theta2, gamma, dice_discount, current_step)  # (5, 2, 5)
+        return k @ (jac[:, 0] - jac[:, 1]) / (2 * tau), (k * delta) @ (jac[:, 0] + jac[:, 1]) / tau
     common = jax.grad(lambda t1: jnp.sum(k * delta * opponent_q(t1, theta2, gamma).sum(-1)))(theta1) / tau
     return loqa_term(theta1, theta2, tau, gamma, taken_only=False) / 2, common
 
