@@ -214,8 +214,16 @@ def _aa_negotiation(record: dict | None = None) -> Measurement:
     x = ss.per_seed(record["data"]["negotiation_adalign"], "self_play")
     m, se = _mean_se(x)
     naive = ss.per_seed(record["data"]["negotiation_naive"], "self_play")
-    return _m(record, measured=m, uncertainty=se, seeds=len(x),
-              details={"per_seed": np.round(x, 4).tolist(), "naive_per_seed": np.round(naive, 4).tolist()})
+    details = {"per_seed": np.round(x, 4).tolist(), "naive_per_seed": np.round(naive, 4).tolist()}
+    for scale in ("large_batch", "gpu"):  # the batch-size checks, where they have been run
+        try:
+            big = experiments.load(AA, scale)
+        except FileNotFoundError:
+            continue
+        details[f"{scale}: episodes per update"] = big["config"]["negotiation"]["n_envs"]
+        details[f"{scale}: per_seed"] = np.round(ss.per_seed(big["data"]["negotiation_adalign"], "self_play"), 4).tolist()
+        details[f"{scale}: naive_per_seed"] = np.round(ss.per_seed(big["data"]["negotiation_naive"], "self_play"), 4).tolist()
+    return _m(record, measured=m, uncertainty=se, seeds=len(x), details=details)
 
 
 @register("aa.negotiation.unexploited", paper="AdvantageAlignment",
