@@ -62,6 +62,20 @@ def test_same_seeds_same_results_and_resume_reuses_finished_jobs(tmp_figures):
     assert len(d["data"]["EGGROLL r=1"]["losses"][0]) == 3
 
 
+def test_resume_does_not_reuse_jobs_made_by_other_code(tmp_figures, monkeypatch):
+    """A cached job is keyed on the package's sources too: after a code change the same config
+    runs again instead of coming back stale."""
+    experiments.run("mechanics", "quick", seeds=1, resume=True, generations=2)
+    file = tmp_figures / "ckpt" / "mechanics__quick" / "eggroll_r_1.json"
+    stored = json.loads(file.read_text())
+    stored["result"]["losses"] = [[123.0, 123.0, 123.0]]  # what stale code would have left
+    file.write_text(json.dumps(stored))
+    assert experiments.run("mechanics", "quick", seeds=1, resume=True, generations=2)["data"]["EGGROLL r=1"]["losses"] == [[123.0] * 3]
+    monkeypatch.setattr(experiments, "_package_digest", lambda: "other code")
+    fresh = experiments.run("mechanics", "quick", seeds=1, resume=True, generations=2)["data"]["EGGROLL r=1"]["losses"]
+    assert fresh != [[123.0] * 3] and len(fresh[0]) == 3
+
+
 def test_bad_names_scales_and_seeds_are_clear_errors():
     with pytest.raises(ValueError, match="experiment must be one of"):
         experiments.run("no_such_experiment")

@@ -19,6 +19,7 @@ results as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import json
@@ -115,8 +116,20 @@ def checkpoint_dir(name: str, scale: str) -> Path:
     return REPO_ROOT / "checkpoints" / f"{name}__{scale}"
 
 
+@functools.lru_cache(maxsize=1)
+def _package_digest() -> str:
+    """A digest of the package's Python sources: a cached job is reused only by the code that
+    made it (a job whose code changed under the same config would otherwise come back stale)."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _cache_key(config: Any, seeds: tuple[int, ...]) -> str:
-    blob = json.dumps({"config": to_jsonable(config), "seeds": list(seeds)}, sort_keys=True)
+    blob = json.dumps({"config": to_jsonable(config), "seeds": list(seeds), "code": _package_digest()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -127,7 +140,7 @@ def run(name: str, scale: str = "quick", seeds: int | Sequence[int] | None = Non
 
     seeds: a count or explicit seeds (default: the scale's). save: write
     ``figures/results/<name>__<scale>.json`` (or ``path``). resume: cache each finished job
-    under :func:`checkpoint_dir` and reuse cached jobs of the same config and seeds.
+    under :func:`checkpoint_dir` and reuse cached jobs of the same config, seeds and package code.
     overrides: config fields to replace (e.g. ``population=128``).
     """
     exp = get(name)
