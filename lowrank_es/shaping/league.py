@@ -71,6 +71,29 @@ def ipd_league(key: jax.Array, agents: dict[str, Callable | jax.Array], n_seeds:
     return names, np.asarray(r).reshape(n, n, S).transpose(2, 0, 1)
 
 
+def policy_league(policies: dict[str, jax.Array], gamma: float = 0.96) -> tuple[list[str], np.ndarray]:
+    """Cross-play of learned (or fixed) IPD policies, nobody learning: ``policies`` maps a name
+    to cooperation probabilities ``(runs, 5)`` (run ``k`` of each entry meets run ``k`` of every
+    other) or ``(5,)`` (the same policy in every run). Returns the names and ``(runs, n, n)``,
+    the row player's exact reward per step."""
+    names = list(policies)
+    arrays = {k: np.asarray(v, np.float64) for k, v in policies.items()}
+    bad = [k for k, v in arrays.items() if v.ndim not in (1, 2) or v.shape[-1] != 5]
+    if bad or not names:
+        raise ValueError(f"policies must map names to arrays of shape (runs, 5) or (5,), got shapes "
+                         f"{ {k: arrays[k].shape for k in bad} } (and at least one entry)")
+    runs = {v.shape[0] for v in arrays.values() if v.ndim == 2}
+    if len(runs) > 1:
+        raise ValueError(f"policies of shape (runs, 5) must share the number of runs, got {sorted(runs)}")
+    R = runs.pop() if runs else 1
+    p = jnp.stack([jnp.broadcast_to(jnp.asarray(arrays[k], jnp.float32), (R, 5)) for k in names], 1)  # (R, n, 5)
+
+    def one_run(pk):  # (n, 5) -> (n, n): row i's reward per step against column j
+        return jax.vmap(lambda a: jax.vmap(lambda b: exact.reward_per_step(a, b, gamma)[0])(pk))(pk)
+
+    return names, np.asarray(jax.jit(jax.vmap(one_run))(p))
+
+
 def sampled_league(key: jax.Array, players: dict, spec: GameSpec, n_envs: int = 256,
                    n_seeds: int = 1) -> tuple[list[str], dict[str, np.ndarray]]:
     """Every ordered pair of ``players`` (name -> player) for ``n_seeds`` evaluation keys of
