@@ -1,6 +1,8 @@
 """The sampled learners: LOQA's differentiable opponent Q, the shaping estimators' bias (the
 Coin Game collapse), and the self-play trainer."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -145,6 +147,45 @@ def test_proximal_adalign_on_negotiation_learns_three_choices():
     assert np.all(np.isfinite(np.asarray(h["reward"])))
 
 
+def test_value_targets_by_hand():
+    """lambda-return and the official (MC + TD(0)) / 2 interpolation on a 3-step episode."""
+    r, v, g, lam = jnp.array([[1.0], [0.0], [2.0]]), jnp.array([[0.5], [1.0], [-1.0]]), 0.5, 0.5
+    mc = np.array([1.0 + 0.5 * 0.0 + 0.25 * 2.0, 0.0 + 0.5 * 2.0, 2.0])
+    td0 = np.array([1.0 + 0.5 * 1.0, 0.0 + 0.5 * -1.0, 2.0 + 0.0])
+    np.testing.assert_allclose(training.value_targets(r, v, g, lam, "interpolate")[:, 0], (mc + td0) / 2, rtol=1e-6)
+    # lambda-return G^lam_t = r_t + g((1 - lam) V_{t+1} + lam G^lam_{t+1}), G^lam_3 = 0
+    g2 = 2.0
+    g1 = 0.0 + g * ((1 - lam) * -1.0 + lam * g2)
+    g0 = 1.0 + g * ((1 - lam) * 1.0 + lam * g1)
+    np.testing.assert_allclose(training.value_targets(r, v, g, lam, "lambda")[:, 0], [g0, g1, g2], rtol=1e-6)
+    with pytest.raises(ValueError, match="mode"):
+        training.value_targets(r, v, g, lam, "mc")
+
+
+@pytest.mark.parametrize("replay", [0.0, 0.5])
+def test_target_critic_advantages_are_the_online_ones_of_the_target(replay):
+    """advantage_critic='target' computes every advantage from the target critic: the actor step
+    equals the online-critic step of a learner whose critic is that target (past agents, whose
+    target is not kept, use their own critic in both)."""
+    spec = episodes.game_spec("negotiation", max_steps=5)
+    base = dict(method="adalign", n_envs=4, hidden=4, replay=replay, buffer=2, beta=2.0, past="mean", past_of="gae")
+    cfg_t = training.TrainConfig(advantage_critic="target", **base)
+    cfg_o = training.TrainConfig(advantage_critic="online", **base)
+    s0 = training.init(jax.random.PRNGKey(0), spec, cfg_t)
+    other = training.init(jax.random.PRNGKey(5), spec, cfg_t).agent.params["critic"]  # a target unlike the critic
+    s_t = s0._replace(target=other)
+    s_o = s0._replace(target=other, agent=dataclasses.replace(s0.agent, params={**s0.agent.params, "critic": other}))
+    new_t, _ = training.update(s_t, jax.random.PRNGKey(1), spec, cfg_t)
+    new_o, _ = training.update(s_o, jax.random.PRNGKey(1), spec, cfg_o)
+    for a, b in zip(jax.tree.leaves(new_t.agent.params["actor"]), jax.tree.leaves(new_o.agent.params["actor"])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    # and it is not the online critic's step of the original learner
+    new_plain, _ = training.update(s_t, jax.random.PRNGKey(1), spec, cfg_o)
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(new_t.agent.params["actor"]),
+                                                           jax.tree.leaves(new_plain.agent.params["actor"])))
+    assert diff > 1e-6
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="method"):
         training.TrainConfig(method="lola")
@@ -152,6 +193,11 @@ def test_config_validation():
         training.TrainConfig(replay=1.0)
     with pytest.raises(ValueError, match="past"):
         training.TrainConfig(past="sum")
+    for name in ("past_of", "advantage_critic", "critic_target"):
+        with pytest.raises(ValueError, match=name):
+            training.TrainConfig(**{name: "official"})
+    with pytest.raises(ValueError, match="AdAlign options"):
+        training.TrainConfig(method="loqa", critic_target="interpolate")
     with pytest.raises(ValueError, match="LOQA"):
         training.architecture(episodes.game_spec("negotiation"), training.TrainConfig(method="loqa"))
     with pytest.raises(ValueError, match="tau"):

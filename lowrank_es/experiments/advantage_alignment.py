@@ -24,9 +24,10 @@ COIN = training.TrainConfig(method="adalign", n_envs=64, hidden=32, lr=3e-3, cri
                             lam=0.95, replay=0.5)
 #: Negotiation: the official entropy 0.005 and gamma 0.96, 50 rounds; the paper's discounted
 #: sum of past one-step advantages with beta 3 and Adam 1e-3. At 64 episodes per update every
-#: variant probed (beta 0.3 or 3; the official running mean of GAE advantages, here of the online critic, at
-#: weight 0.3, with or without past agents) ends at mutual defection, 0.30 per round; the
-#: official runs use 8192 episodes per update (notebook 12 lists the differences).
+#: variant probed (beta 0.3 or 3; the official running mean of GAE advantages at weight 0.3, with
+#: or without past agents; the official critic set-up: target-critic advantages, interpolated
+#: critic target, Polyak 0.005) ends at mutual defection, 0.30 per round; the official runs use
+#: 8192 episodes per update and a shared 512-wide encoder (notebook 12 lists the differences).
 NEGOTIATION = training.TrainConfig(method="adalign", n_envs=64, hidden=32, lr=1e-3, critic_lr=1e-3, entropy=0.005,
                                    beta=3.0, past="discounted", lam=0.95, replay=0.5)
 

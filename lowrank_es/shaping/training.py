@@ -56,7 +56,8 @@ METHODS = ("naive", "loqa", "adalign", "proximal_adalign")
 #: Fields that fix shapes or code paths (static under jit); all others are numbers that jit
 #: traces, so changing them (e.g. LOQA's shaping weight, AdAlign's beta, a learning rate)
 #: reuses the compiled update.
-STATIC_FIELDS = ("method", "n_envs", "hidden", "replay", "buffer", "snapshot_every", "past", "ppo_epochs")
+STATIC_FIELDS = ("method", "n_envs", "hidden", "replay", "buffer", "snapshot_every", "past", "ppo_epochs",
+                 "past_of", "advantage_critic", "critic_target")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +72,13 @@ class TrainConfig:
     LOQA: tau opponent-model temperature; shaping weight of its term; dice_discount extra
     discount of the differentiable opponent return.
     AdAlign: beta weight of the alignment term; past ``"discounted"`` (the paper) or
-    ``"mean"`` (the official code's running mean); clip and ppo_epochs of Proximal AdAlign.
+    ``"mean"`` (the official code's running mean) of past_of ``"td"`` (one-step TD errors,
+    free of shared rewards) or ``"gae"`` (the GAE advantages, as the official code);
+    clip and ppo_epochs of Proximal AdAlign.
+    Critic: advantage_critic ``"online"`` or ``"target"`` (the official code: the Polyak
+    target critic's values give every advantage, and a past opponent, whose target is not kept,
+    uses its own critic); critic_target ``"lambda"`` (lambda-return of the target critic) or
+    ``"interpolate"`` (the official mean of the Monte Carlo return and the TD(0) target).
 
     A pytree: the fields of :data:`STATIC_FIELDS` are static, the others are leaves."""
 
@@ -93,14 +100,23 @@ class TrainConfig:
     dice_discount: float = 0.9
     beta: float = 1.0
     past: str = "discounted"
+    past_of: str = "td"
     clip: float = 0.2
     ppo_epochs: int = 2
+    advantage_critic: str = "online"
+    critic_target: str = "lambda"
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.past not in ("discounted", "mean"):
-            raise ValueError(f"past must be 'discounted' or 'mean', got {self.past!r}")
+        for name, allowed in (("past", ("discounted", "mean")), ("past_of", ("td", "gae")),
+                              ("advantage_critic", ("online", "target")),
+                              ("critic_target", ("lambda", "interpolate"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.method == "loqa" and (self.advantage_critic, self.critic_target) != ("online", "lambda"):
+            raise ValueError("advantage_critic='target' and critic_target='interpolate' are AdAlign options "
+                             "(LOQA's critic has one Q per action)")
         for name in ("n_envs", "hidden", "buffer", "snapshot_every", "ppo_epochs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -201,14 +217,26 @@ def actor_loss(actor: Any, arch, me: dict, opp: dict, adv: dict, cfg: TrainConfi
         aux["opponent_term"] = opp_term
         return pg + cfg.shaping * opp_term - cfg.entropy * ent, aux
     beta = 0.0 if cfg.method == "naive" else cfg.beta
-    past = (aa.past_advantage_mean(adv["delta_me"]) if cfg.past == "mean"
-            else aa.past_advantage_sum(adv["delta_me"], cfg.gamma))
+    src = adv["delta_me"] if cfg.past_of == "td" else adv["A_me"]
+    past = aa.past_advantage_mean(src) if cfg.past == "mean" else aa.past_advantage_sum(src, cfg.gamma)
     astar = aa.aligned_advantage(adv["A_me"], adv["A_opp"], cfg.gamma, beta, past=past)
     if cfg.method == "proximal_adalign":
         pg = aa.proximal_adalign_loss(lp, old_logp, astar, cfg.clip)
     else:
         pg = aa.adalign_loss(lp, astar)
     return pg - cfg.entropy * ent, aux
+
+
+def value_targets(rewards: jax.Array, v_target: jax.Array, gamma: float, lam: float, mode: str) -> jax.Array:
+    """Targets (T, B) of a state-value critic from rewards and the target critic's values
+    (T, B), 0 after the last step: ``"lambda"`` the lambda-return; ``"interpolate"`` the
+    official Advantage Alignment code's mean of the Monte Carlo return and the TD(0) target."""
+    v_next = episodes.with_terminal(v_target)
+    if mode == "interpolate":
+        return 0.5 * (episodes.returns_to_go(rewards, gamma) + rewards + gamma * v_next[1:])
+    if mode == "lambda":
+        return episodes.gae(rewards, v_next, gamma, lam) + v_target
+    raise ValueError(f"mode must be 'lambda' or 'interpolate', got {mode!r}")
 
 
 def critic_loss(critic: Any, me: dict, targets: jax.Array) -> jax.Array:
@@ -244,13 +272,21 @@ def update(state: LearnerState, key: jax.Array, spec: GameSpec, cfg: TrainConfig
     c_opp = sg(_per_view(lambda p, o: recurrent.critic_sequence(p["critic"], o), opp_params, opp["obs"]))
     V_me, V_opp = _values(c_me, lg_me), _values(c_opp, lg_opp)
     r_me, r_opp = me["rew"], opp["rew"]
-    adv = {"delta_me": episodes.td_errors(r_me, episodes.with_terminal(V_me), cfg.gamma),
-           "A_me": episodes.gae(r_me, episodes.with_terminal(V_me), cfg.gamma, cfg.lam),
-           "A_opp": episodes.gae(r_opp, episodes.with_terminal(V_opp), cfg.gamma, cfg.lam),
+    V_me_a, V_opp_a = V_me, V_opp
+    if cfg.advantage_critic == "target":  # the official code: advantages from the target critics
+        # the opponent's target is mine in self-play; a past agent's target is not kept: its own critic
+        tgt_b = jax.tree.map(lambda t, c: jnp.where(is_self.reshape((B,) + (1,) * t.ndim), t, c),
+                             state.target, opponents.params["critic"])
+        tgt_opp = jax.tree.map(lambda o, t: jnp.concatenate([o, jnp.broadcast_to(t, (n_self,) + t.shape)]),
+                               tgt_b, state.target)
+        V_me_a = c_tgt[..., 0]
+        V_opp_a = sg(_per_view(recurrent.critic_sequence, tgt_opp, opp["obs"]))[..., 0]
+    adv = {"delta_me": episodes.td_errors(r_me, episodes.with_terminal(V_me_a), cfg.gamma),
+           "A_me": episodes.gae(r_me, episodes.with_terminal(V_me_a), cfg.gamma, cfg.lam),
+           "A_opp": episodes.gae(r_opp, episodes.with_terminal(V_opp_a), cfg.gamma, cfg.lam),
            "G_opp": episodes.returns_to_go(r_opp, cfg.gamma), "V_opp": V_opp, "q_opp": c_opp}
-    if arch.critic_outputs == 1:  # lambda-return targets from the target critic
-        V_t = c_tgt[..., 0]
-        targets = episodes.gae(r_me, episodes.with_terminal(V_t), cfg.gamma, cfg.lam) + V_t
+    if arch.critic_outputs == 1:
+        targets = value_targets(r_me, c_tgt[..., 0], cfg.gamma, cfg.lam, cfg.critic_target)
     else:  # one-step SARSA target on the next action taken (the official LOQA 'mean' mode)
         q_next = jnp.take_along_axis(c_tgt, me["act"][..., None], -1)[..., 0]
         targets = r_me + cfg.gamma * jnp.concatenate([q_next[1:], jnp.zeros_like(q_next[:1])])
