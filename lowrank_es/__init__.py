@@ -3,10 +3,13 @@
 Importing the package selects *portable* CPU numerics for XLA unless ``XLA_FLAGS`` is already
 set: no CPU-specific fast math, code generated for at most AVX2, and no XNNPACK / YNNPACK
 kernels (which pick instructions at run time). XLA reads the flags when JAX first uses a
-device, so this holds as long as the package is imported before the first computation. Two
-x86-64 machines with different vector units (AVX2, AVX-512) then compute the same bits, and
-the outputs saved in the notebooks compare equal wherever the tests run. Set ``XLA_FLAGS``
-yourself (even to an empty string) to use the native, faster kernels instead.
+device, so this holds as long as the package is imported before the first computation. This
+removes the differences that come from the vector units (AVX2, AVX-512), not all of them: LLVM
+still tunes the generated code to the host CPU's model, and a change of CPU model has changed
+the last printed digits of the chaotic quick runs (the LOLA trajectories of notebook 10, say).
+The outputs saved in the notebooks are those of the machine that last ran them (README, "What
+the tests check"). Set ``XLA_FLAGS`` yourself (even to an empty string) to use the native,
+faster kernels instead.
 """
 
 import os
