@@ -192,6 +192,18 @@ def _per_view(fn, params, obs):
     return jax.vmap(lambda p, o: fn(p, o[:, None])[:, 0], in_axes=(0, 1), out_axes=1)(params, obs)
 
 
+def _self_or(is_self: jax.Array, current: Any, per_env: Any) -> Any:
+    """Per-episode parameters (B, ...): ``current`` where ``is_self`` (B,), else ``per_env``'s."""
+    return jax.tree.map(lambda c, o: jnp.where(is_self.reshape(is_self.shape + (1,) * c.ndim), c, o),
+                        current, per_env)
+
+
+def _with_self_play_seats(per_env: Any, current: Any, n_self: int) -> Any:
+    """Parameters of the opponent in each of :func:`_views`' episodes: the B seat-1 players
+    ``per_env`` (B, ...), then ``current`` for the seat-0 player of the ``n_self`` self-play ones."""
+    return jax.tree.map(lambda o, c: jnp.concatenate([o, jnp.broadcast_to(c, (n_self,) + c.shape)]), per_env, current)
+
+
 def _views(ep: episodes.Episodes, n_self: int):
     """Seat-0 views of every episode and seat-1 views of the self-play ones (the first
     ``n_self``): my obs / actions / rewards and the opponent's, each (T, B', ...)."""
@@ -256,12 +268,10 @@ def update(state: LearnerState, key: jax.Array, spec: GameSpec, cfg: TrainConfig
     n_filled = jnp.minimum(state.step // cfg.snapshot_every + 1, cfg.buffer)
     idx = jax.random.randint(k_idx, (B,), 0, n_filled)
     is_self = jnp.arange(B) < n_self
-    opponents = jax.tree.map(lambda cur, buf: jnp.where(is_self.reshape((B,) + (1,) * cur.ndim), cur, buf[idx]),
-                             agent, state.buffer)
+    opponents = _self_or(is_self, agent, jax.tree.map(lambda buf: buf[idx], state.buffer))
     ep = episodes.rollout(k_play, (agent, opponents), spec, B, per_env=(False, True))
     me, opp = _views(ep, n_self)
-    opp_params = jax.tree.map(lambda o, cur: jnp.concatenate([o, jnp.broadcast_to(cur, (n_self,) + cur.shape)]),
-                              opponents.params, agent.params)
+    opp_params = _with_self_play_seats(opponents.params, agent.params, n_self)
 
     # Critic quantities (no gradient): mine from my critics, the opponent's from its own.
     sg = jax.lax.stop_gradient
@@ -275,10 +285,8 @@ def update(state: LearnerState, key: jax.Array, spec: GameSpec, cfg: TrainConfig
     V_me_a, V_opp_a = V_me, V_opp
     if cfg.advantage_critic == "target":  # the official code: advantages from the target critics
         # the opponent's target is mine in self-play; a past agent's target is not kept: its own critic
-        tgt_b = jax.tree.map(lambda t, c: jnp.where(is_self.reshape((B,) + (1,) * t.ndim), t, c),
-                             state.target, opponents.params["critic"])
-        tgt_opp = jax.tree.map(lambda o, t: jnp.concatenate([o, jnp.broadcast_to(t, (n_self,) + t.shape)]),
-                               tgt_b, state.target)
+        tgt_opp = _with_self_play_seats(_self_or(is_self, state.target, opponents.params["critic"]),
+                                        state.target, n_self)
         V_me_a = c_tgt[..., 0]
         V_opp_a = sg(_per_view(recurrent.critic_sequence, tgt_opp, opp["obs"]))[..., 0]
     adv = {"delta_me": episodes.td_errors(r_me, episodes.with_terminal(V_me_a), cfg.gamma),
