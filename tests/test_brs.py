@@ -85,3 +85,18 @@ def test_config_validation():
         brs.IPDConfig(noise=-1.0)
     with pytest.raises(ValueError, match="steps"):
         brs.train_detective(jax.random.PRNGKey(0), jnp.zeros((2, 5)), steps=0, noise=0.1)
+
+
+def test_experiment_parts_select_jobs():
+    """The long_budget scale trains the Coin Game BRS agents alone, with the reference's
+    settings and twice its updates; an unknown or empty part list is a clear error."""
+    from lowrank_es.experiments import brs as bx
+
+    long, ref = bx.SCALES["long_budget"], bx.SCALES["reference"]
+    assert list(bx.jobs(long, (0,))) == ["coin_brs"]
+    assert long.coin == ref.coin and long.coin_updates == 2 * ref.coin_updates
+    assert list(bx.jobs(ref, (0,))) == list(bx.PARTS)
+    with pytest.raises(ValueError, match="parts"):
+        bx.Config(parts=("coin_brss",))
+    with pytest.raises(ValueError, match="parts"):
+        bx.Config(parts=())

@@ -20,6 +20,17 @@ def _record(record: dict | None) -> dict:
     return record if record is not None else experiments.load(NAME, "reference")
 
 
+def _long_budget_coin(record: dict | None) -> dict | None:
+    """The ``coin_brs`` part of the committed ``long_budget`` run (twice the reference's updates),
+    reported beside the default (reference) measurement; None for a given record or none committed."""
+    if record is not None:
+        return None
+    try:
+        return experiments.load(NAME, "long_budget")["data"]["coin_brs"]
+    except FileNotFoundError:
+        return None
+
+
 def _m(record: dict, **kw) -> Measurement:
     return Measurement(scale=record["scale"], device=record.get("device"), **kw)
 
@@ -118,9 +129,13 @@ UNEXPLOITED = -0.2
                f"against it is >= {UNEXPLOITED} (LOQA repository league: -0.10). Mean over seeds."),
     target=Target(low=UNEXPLOITED, text=f"BRS reward vs selfish >= {UNEXPLOITED}"), notebook=NOTEBOOK)
 def _coin_unexploited(record: dict | None = None) -> Measurement:
+    long = _long_budget_coin(record)
     record = _record(record)
     r = np.asarray(record["data"]["coin_brs"]["eval"]["vs_selfish"], float)
-    return _m(record, measured=float(r.mean()), uncertainty=_se(r), seeds=len(r), details={"per_seed": np.round(r, 4).tolist()})
+    details = {"per_seed": np.round(r, 4).tolist()}
+    if long is not None:
+        details["long_budget_per_seed"] = np.round(long["eval"]["vs_selfish"], 4).tolist()
+    return _m(record, measured=float(r.mean()), uncertainty=_se(r), seeds=len(r), details=details)
 
 
 @register(
@@ -129,9 +144,13 @@ def _coin_unexploited(record: dict | None = None) -> Measurement:
                "(both players go for their own coins only); paper / LOQA repository league: 0.338 vs 0.347."),
     target=Target(low=0.9, text="BRS / always-cooperate self-play reward >= 0.9"), notebook=NOTEBOOK)
 def _coin_self_play(record: dict | None = None) -> Measurement:
+    long = _long_budget_coin(record)
     record = _record(record)
     d = record["data"]["coin_brs"]
     r = np.asarray(d["eval"]["self_play"], float) / float(d["cooperative_self_play"])
-    return _m(record, measured=float(r.mean()), uncertainty=_se(r), seeds=len(r), details={
-        "brs_self_play": np.round(d["eval"]["self_play"], 4).tolist(),
-        "always_cooperate_self_play": round(float(d["cooperative_self_play"]), 4)})
+    details = {"brs_self_play": np.round(d["eval"]["self_play"], 4).tolist(),
+               "always_cooperate_self_play": round(float(d["cooperative_self_play"]), 4)}
+    if long is not None:
+        details["long_budget_fraction"] = round(float(np.mean(long["eval"]["self_play"]) / long["cooperative_self_play"]), 4)
+        details["long_budget_self_play"] = np.round(long["eval"]["self_play"], 4).tolist()
+    return _m(record, measured=float(r.mean()), uncertainty=_se(r), seeds=len(r), details=details)

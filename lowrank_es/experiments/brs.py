@@ -33,6 +33,8 @@ IPD = brs.IPDConfig(agent_steps=300, agent_lr=0.1, self_play=3.0, detective_step
 #: Naive recurrent learners in the Coin Game: the trainer of notebooks 11-12 with its
 #: shaping term off (the paper's contrast against the MCTS best response uses POLA).
 NAIVE = training.TrainConfig(method="naive", n_envs=32, hidden=32, lr=3e-3, critic_lr=1e-2, entropy=0.05, lam=0.95)
+#: The experiment's jobs, in the order they run (``Config.parts`` picks a subset).
+PARTS = ("ipd_detective", "ipd", "coin_brs", "coin_naive", "coin_mcts", "coin_league")
 #: Anchors (reward per step, 3x3 Coin Game, 50 steps): the LOQA repository's league.
 ANCHORS = {"BRS vs BRS": 0.338, "MCTS vs BRS (MCTS)": 0.33, "MCTS vs BRS (BRS)": 0.28, "BRS vs selfish": -0.10,
            "always-cooperate vs always-cooperate": 0.347}
@@ -49,7 +51,9 @@ class Config:
     published LOQA / AdAlign agents in the league (the reference run); naive_published: when
     set, the naive agents are the package's ``coin/<naive_published>/<seed>`` instead of
     ones trained here (the reference run: notebook 12's AdAlign at beta 0, a naive actor-critic
-    trained at 64 episodes x 1,500 updates, where ``naive`` / ``naive_updates`` are unused)."""
+    trained at 64 episodes x 1,500 updates, where ``naive`` / ``naive_updates`` are unused);
+    parts: which jobs of :data:`PARTS` run (``coin_mcts`` and ``coin_league`` read the agents
+    that ``coin_brs`` and ``coin_naive`` saved, so they need them in the same run or before)."""
 
     ipd: brs.IPDConfig = dataclasses.replace(IPD, agent_steps=60, pretrain_steps=60)
     ipd_seeds: int = 2
@@ -69,6 +73,12 @@ class Config:
     league_envs: int = 16  # = eval_episodes: the league's pairings reuse the evaluations' compiled episodes
     publish_agents: bool = False
     naive_published: str = ""
+    parts: tuple[str, ...] = PARTS
+
+    def __post_init__(self):
+        bad = sorted(set(self.parts) - set(PARTS))
+        if bad or not self.parts:
+            raise ValueError(f"parts must be a non-empty subset of {PARTS}, got {self.parts!r}")
 
 
 #: The reference run: 50-step episodes, 32 agent and 32 self-play episodes per update, small
@@ -83,8 +93,11 @@ SCALES = {"quick": Config(),
           "reference": Config(ipd=IPD, ipd_seeds=4, detective_steps=3000, selfplay_runs=5, selfplay_steps=300,
                               coin=REFERENCE_COIN, coin_updates=1500, naive_published="adalign_beta0",
                               mcts_simulations=64, mcts_depth=3, mcts_episodes=8, mcts_rollouts=("greedy", "uniform"),
-                              eval_episodes=64, league_envs=32, publish_agents=True)}
-SEEDS = {"quick": 1, "reference": 3}
+                              eval_episodes=64, league_envs=32, publish_agents=True),
+          # the budget the reference's self-play curve asks for: BRS alone, twice the updates
+          # (3,000), everything else as the reference; about 25 minutes on an idle 2-core CPU
+          "long_budget": Config(coin=REFERENCE_COIN, coin_updates=3000, eval_episodes=64, parts=("coin_brs",))}
+SEEDS = {"quick": 1, "reference": 3, "long_budget": 3}
 PUBLISHED = {"LOQA": "loqa", "AdAlign": "adalign", "Proximal AdAlign": "proximal_adalign"}
 
 
@@ -217,7 +230,7 @@ def run_league(cfg: Config, seeds: tuple[int, ...], directory) -> dict:
 
 def jobs(cfg: Config, seeds: tuple[int, ...]) -> dict:
     d = ss.agent_dir(NAME, cfg.publish_agents)
-    return {
+    every = {
         "ipd_detective": functools.partial(run_detective, cfg),
         "ipd": functools.partial(run_ipd, cfg),
         "coin_brs": functools.partial(train_brs, cfg, seeds, d),
@@ -228,6 +241,7 @@ def jobs(cfg: Config, seeds: tuple[int, ...]) -> dict:
         "coin_mcts": functools.partial(run_mcts, cfg, seeds, d),
         "coin_league": functools.partial(run_league, cfg, seeds, d),
     }
+    return {k: every[k] for k in PARTS if k in cfg.parts}
 
 
 def combine(cfg: Config, seeds: tuple[int, ...], parts: dict) -> dict:
@@ -236,34 +250,42 @@ def combine(cfg: Config, seeds: tuple[int, ...], parts: dict) -> dict:
 
 
 def plots(record: dict) -> dict:
+    """The Coin Game figures of the parts a record has: ``coin_training`` (from ``coin_brs``)
+    and ``coin_league`` (from ``coin_league``)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    data, scale = record["data"], record["scale"]
-    h = data["coin_brs"]["history"]
-    u = np.asarray(h["update"])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
-    for name, y in (("self-play", np.asarray(h["reward"]).mean(-1)), ("vs detective", np.asarray(h["vs_detective"])[..., 0])):
-        for s, ys in enumerate(y):
-            axes[0].plot(u, ys, label=f"BRS {name}" if s == 0 else None, color="C0" if name == "self-play" else "C1",
-                         alpha=0.7)
-    axes[0].set(xlabel="update", ylabel="reward per step", title="BRS agent")
-    axes[0].legend(fontsize=8)
-    for s, ys in enumerate(np.asarray(h["own_rate"])):
-        axes[1].plot(u, ys, color="C0", alpha=0.7, label="self-play" if s == 0 else None)
-    for s, ys in enumerate(np.asarray(h["detective_own_rate"])):
-        axes[1].plot(u, ys, color="C1", alpha=0.7, label="detective vs agent" if s == 0 else None)
-    axes[1].set(xlabel="update", ylabel="own-coin rate", title="who picks up whose coins")
-    axes[1].legend(fontsize=8)
-    fig.suptitle(f"BRS in the Coin Game ({scale} scale, {len(record['seeds'])} seeds)")
-    fig.tight_layout()
-    lg = data["coin_league"]
-    fig2, ax = plt.subplots(figsize=(7.5, 5.5))
-    sns.heatmap(np.asarray(lg["reward"]).mean(0), annot=True, fmt=".2f", xticklabels=lg["names"], yticklabels=lg["names"],
-                cmap="viridis", ax=ax, cbar_kws={"label": "row reward per step"})
-    ax.set(xlabel="column agent", ylabel="row agent", title=f"Coin Game league ({scale} scale, mean of {len(record['seeds'])} seeds)")
-    fig2.tight_layout()
-    return {"coin_training": fig, "coin_league": fig2}
+    data, scale, n_seeds = record["data"], record["scale"], len(record["seeds"])
+    figs = {}
+    if "coin_brs" in data:
+        h = data["coin_brs"]["history"]
+        u = np.asarray(h["update"])
+        fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+        for name, y in (("self-play", np.asarray(h["reward"]).mean(-1)), ("vs detective", np.asarray(h["vs_detective"])[..., 0])):
+            for s, ys in enumerate(y):
+                axes[0].plot(u, ys, label=f"BRS {name}" if s == 0 else None, color="C0" if name == "self-play" else "C1",
+                             alpha=0.7)
+        axes[0].set(xlabel="update", ylabel="reward per step", title="BRS agent")
+        axes[0].legend(fontsize=8)
+        for s, ys in enumerate(np.asarray(h["own_rate"])):
+            axes[1].plot(u, ys, color="C0", alpha=0.7, label="self-play" if s == 0 else None)
+        for s, ys in enumerate(np.asarray(h["detective_own_rate"])):
+            axes[1].plot(u, ys, color="C1", alpha=0.7, label="detective vs agent" if s == 0 else None)
+        axes[1].set(xlabel="update", ylabel="own-coin rate", title="who picks up whose coins")
+        axes[1].legend(fontsize=8)
+        updates = record["config"]["coin_updates"]
+        fig.suptitle(f"BRS in the Coin Game ({scale} scale, {n_seeds} seeds, {updates:,} updates)")
+        fig.tight_layout()
+        figs["coin_training"] = fig
+    if "coin_league" in data:
+        lg = data["coin_league"]
+        fig2, ax = plt.subplots(figsize=(7.5, 5.5))
+        sns.heatmap(np.asarray(lg["reward"]).mean(0), annot=True, fmt=".2f", xticklabels=lg["names"],
+                    yticklabels=lg["names"], cmap="viridis", ax=ax, cbar_kws={"label": "row reward per step"})
+        ax.set(xlabel="column agent", ylabel="row agent", title=f"Coin Game league ({scale} scale, mean of {n_seeds} seeds)")
+        fig2.tight_layout()
+        figs["coin_league"] = fig2
+    return figs
 
 
 EXPERIMENT = register(Experiment(
