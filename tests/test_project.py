@@ -66,6 +66,7 @@ def test_importing_the_package_selects_portable_cpu_numerics_unless_flags_are_se
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert "--xla_cpu_max_isa=AVX2" in out and "--xla_cpu_enable_platform_dependent_math=false" in out
+    assert "--xla_backend_optimization_level=1" in out
     env["XLA_FLAGS"] = "--xla_cpu_use_xnnpack=true"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "--xla_cpu_use_xnnpack=true"
