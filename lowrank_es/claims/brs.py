@@ -31,6 +31,11 @@ def _long_budget_coin(record: dict | None) -> dict | None:
         return None
 
 
+def _cooperation_fraction(coin_brs: dict) -> np.ndarray:
+    """Per seed: BRS self-play reward per step / always-cooperate self-play reward per step."""
+    return np.asarray(coin_brs["eval"]["self_play"], float) / float(coin_brs["cooperative_self_play"])
+
+
 def _m(record: dict, **kw) -> Measurement:
     return Measurement(scale=record["scale"], device=record.get("device"), **kw)
 
@@ -147,10 +152,10 @@ def _coin_self_play(record: dict | None = None) -> Measurement:
     long = _long_budget_coin(record)
     record = _record(record)
     d = record["data"]["coin_brs"]
-    r = np.asarray(d["eval"]["self_play"], float) / float(d["cooperative_self_play"])
+    r = _cooperation_fraction(d)
     details = {"brs_self_play": np.round(d["eval"]["self_play"], 4).tolist(),
                "always_cooperate_self_play": round(float(d["cooperative_self_play"]), 4)}
     if long is not None:
-        details["long_budget_fraction"] = round(float(np.mean(long["eval"]["self_play"]) / long["cooperative_self_play"]), 4)
+        details["long_budget_fraction"] = round(float(_cooperation_fraction(long).mean()), 4)
         details["long_budget_self_play"] = np.round(long["eval"]["self_play"], 4).tolist()
     return _m(record, measured=float(r.mean()), uncertainty=_se(r), seeds=len(r), details=details)

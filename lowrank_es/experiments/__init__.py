@@ -99,6 +99,13 @@ def get(name: str) -> Experiment:
     return experiments[name]
 
 
+def check_parts(parts: Sequence[str], allowed: Sequence[str]) -> None:
+    """A clear error unless ``parts`` (an experiment config's ``parts``: which of its jobs run)
+    is a non-empty subset of ``allowed``."""
+    if not parts or set(parts) - set(allowed):
+        raise ValueError(f"parts must be a non-empty subset of {tuple(allowed)}, got {parts!r}")
+
+
 def seed_list(seeds: int | Sequence[int]) -> tuple[int, ...]:
     """``n`` -> ``(0, ..., n - 1)``; a sequence of seeds as a tuple of ints."""
     if isinstance(seeds, int):

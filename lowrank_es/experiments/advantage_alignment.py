@@ -13,7 +13,7 @@ import os
 import jax
 import numpy as np
 
-from lowrank_es.experiments import Experiment, register
+from lowrank_es.experiments import Experiment, check_parts, register
 from lowrank_es.experiments import sampled_shaping as ss
 from lowrank_es.shaping import advantage_alignment as aa
 from lowrank_es.shaping import exact, loqa, training
@@ -58,9 +58,7 @@ class Config:
     parts: tuple[str, ...] = PARTS
 
     def __post_init__(self):
-        bad = sorted(set(self.parts) - set(PARTS))
-        if bad or not self.parts:
-            raise ValueError(f"parts must be a non-empty subset of {PARTS}, got {self.parts!r}")
+        check_parts(self.parts, PARTS)
 
 
 SCALES = {"quick": Config(),

@@ -19,7 +19,7 @@ import time
 import jax
 import numpy as np
 
-from lowrank_es.experiments import Experiment, register
+from lowrank_es.experiments import Experiment, check_parts, register
 from lowrank_es.experiments import sampled_shaping as ss
 from lowrank_es.shaping import advantage_alignment as aa
 from lowrank_es.shaping import agents, brs, brs_coin, episodes, exact, league, lola, loqa, mcts, training
@@ -76,9 +76,7 @@ class Config:
     parts: tuple[str, ...] = PARTS
 
     def __post_init__(self):
-        bad = sorted(set(self.parts) - set(PARTS))
-        if bad or not self.parts:
-            raise ValueError(f"parts must be a non-empty subset of {PARTS}, got {self.parts!r}")
+        check_parts(self.parts, PARTS)
 
 
 #: The reference run: 50-step episodes, 32 agent and 32 self-play episodes per update, small
@@ -241,7 +239,7 @@ def jobs(cfg: Config, seeds: tuple[int, ...]) -> dict:
         "coin_mcts": functools.partial(run_mcts, cfg, seeds, d),
         "coin_league": functools.partial(run_league, cfg, seeds, d),
     }
-    return {k: every[k] for k in PARTS if k in cfg.parts}
+    return {k: f for k, f in every.items() if k in cfg.parts}
 
 
 def combine(cfg: Config, seeds: tuple[int, ...], parts: dict) -> dict:

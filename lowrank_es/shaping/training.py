@@ -116,7 +116,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.method == "loqa" and (self.advantage_critic, self.critic_target) != ("online", "lambda"):
             raise ValueError("advantage_critic='target' and critic_target='interpolate' are AdAlign options "
-                             "(LOQA's critic has one Q per action)")
+                             "(LOQA's critic has one Q per action): with method='loqa' use "
+                             "advantage_critic='online' and critic_target='lambda'")
         for name in ("n_envs", "hidden", "buffer", "snapshot_every", "ppo_epochs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
