@@ -2,6 +2,11 @@
 
 * With ``-n`` (pytest-xdist) a notebook's browser test and its nbval cells stay on one worker, in
   that order, longest notebook first (by the last timing record).
+* A notebook is computed once per session: its browser test's kernel records every experiment job
+  it finishes (``lowrank_es.experiments.RECORD_JOBS``) and its nbval kernel, next on the same
+  worker, replays them (``REPLAY_JOBS``), so nbval compares the outputs of that computation
+  with the committed ones instead of repeating it. Without the browser tests nbval computes
+  everything. Unit tests never see either variable.
 * ``--timings-record PATH`` writes where the time went (per test file, per notebook under nbval, per
   notebook and widget panel in the browser) to a JSON file; ``make test`` writes
   ``figures/results/timings.json``. Growth shows in its diff.
@@ -13,6 +18,8 @@ import json
 import os
 import platform
 import re
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -133,6 +140,42 @@ class _Record:
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(record, indent=1) + "\n")
+
+
+JOBS_DIR = pytest.StashKey[Path]()
+
+
+def jobs_dir(config) -> Path:
+    """This process's directory of recorded experiment jobs (browser kernels write, nbval reads)."""
+    if JOBS_DIR not in config.stash:
+        config.stash[JOBS_DIR] = Path(tempfile.mkdtemp(prefix="lowrank-es-jobs-"))
+    return config.stash[JOBS_DIR]
+
+
+@pytest.fixture(scope="session")
+def recorded_jobs(pytestconfig) -> Path:
+    """Where the browser tests' kernels record their experiment jobs (``RECORD_JOBS``)."""
+    return jobs_dir(pytestconfig)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    """An nbval kernel starts in its notebook's first cell's setup: only it gets ``REPLAY_JOBS``."""
+    from lowrank_es.experiments import REPLAY_JOBS
+
+    nbval = item.nodeid.split("::", 1)[0].endswith(".ipynb")
+    if nbval:
+        os.environ[REPLAY_JOBS] = str(jobs_dir(item.config))
+    try:
+        yield
+    finally:
+        if nbval:
+            os.environ.pop(REPLAY_JOBS, None)
+
+
+def pytest_unconfigure(config):
+    if JOBS_DIR in config.stash:
+        shutil.rmtree(config.stash[JOBS_DIR], ignore_errors=True)
 
 
 def pytest_configure(config):

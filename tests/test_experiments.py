@@ -76,6 +76,31 @@ def test_resume_does_not_reuse_jobs_made_by_other_code(tmp_figures, monkeypatch)
     assert fresh != [[123.0] * 3] and len(fresh[0]) == 3
 
 
+def test_a_recorded_run_is_replayed_only_where_asked(tmp_figures, tmp_path, monkeypatch):
+    """The test session's hand-over between a notebook's two executions: a run under
+    ``RECORD_JOBS`` writes its jobs and never reads them (a widget's timing stays a computation),
+    one under ``REPLAY_JOBS`` reads them back and writes nothing; neither touches the resume cache."""
+    shared = tmp_path / "shared"
+    monkeypatch.setenv(experiments.RECORD_JOBS, str(shared))
+    a = experiments.run("mechanics", "quick", seeds=1, generations=2)
+    file = shared / "mechanics__quick" / "eggroll_r_1.json"
+    stored = json.loads(file.read_text())
+    stored["result"]["losses"] = [[123.0] * 3]  # a marker: only a replay can return it
+    file.write_text(json.dumps(stored))
+    assert experiments.run("mechanics", "quick", seeds=1, generations=2)["data"] == a["data"]
+    file.write_text(json.dumps(stored))  # the recording run wrote its own result over the marker
+    monkeypatch.delenv(experiments.RECORD_JOBS)
+    monkeypatch.setenv(experiments.REPLAY_JOBS, str(shared))
+    b = experiments.run("mechanics", "quick", seeds=1, generations=2)
+    assert b["data"]["EGGROLL r=1"]["losses"] == [[123.0] * 3]
+    assert b["data"]["EGGROLL r=4"] == a["data"]["EGGROLL r=4"]
+    c = experiments.run("mechanics", "quick", seeds=1, generations=3)  # another config: computed, not written
+    assert len(c["data"]["EGGROLL r=1"]["losses"][0]) == 4
+    assert sorted(p.name for p in (shared / "mechanics__quick").glob("*.json")) == [
+        "eggroll_r_1.json", "eggroll_r_4.json", "openes_full_rank.json"]
+    assert len(json.loads(file.read_text())["result"]["losses"][0]) == 3 and not (tmp_figures / "ckpt").exists()
+
+
 def test_bad_names_scales_and_seeds_are_clear_errors():
     with pytest.raises(ValueError, match="experiment must be one of"):
         experiments.run("no_such_experiment")

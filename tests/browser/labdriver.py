@@ -60,14 +60,15 @@ def free_port() -> int:
 class LabServer:
     """``jupyter lab`` serving ``root`` on 127.0.0.1 with authentication off, for one test session."""
 
-    def __init__(self, root: Path, log: Path):
+    def __init__(self, root: Path, log: Path, env: dict[str, str] | None = None):
+        """``env``: variables added to this process's environment for the server and its kernels."""
         self.root, self.port = Path(root), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
                f"--port={self.port}", f"--ServerApp.root_dir={self.root}", "--IdentityProvider.token=",
                "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True", "--LabApp.expose_app_in_browser=True"]
         self._log = open(log, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
