@@ -7,8 +7,6 @@
   worker, replays them (``REPLAY_JOBS``), so nbval compares the outputs of that computation
   with the committed ones instead of repeating it. Without the browser tests nbval computes
   everything. Unit tests never see either variable.
-* The unit tests compile at LLVM optimisation level 0 (see ``UNIT_TEST_XLA_FLAGS``); the notebooks'
-  kernels keep the package's flags, the numbers nbval compares.
 * ``--timings-record PATH`` writes where the time went (per test file, per notebook under nbval, per
   notebook and widget panel in the browser) to a JSON file; ``make test`` writes
   ``figures/results/timings.json``. Growth shows in its diff.
@@ -28,25 +26,7 @@ from pathlib import Path
 
 import pytest
 
-_FLAGS_BEFORE = os.environ.get("XLA_FLAGS")  # before the package's import sets its own
-
-import lowrank_es  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent
-
-#: The package's portable flags at LLVM optimisation level 0, for the unit tests' own processes.
-#: They compile hundreds of small programs and run each briefly, so compiling is most of their
-#: time: a cold-cache ``pytest -n 2 tests`` (browser tests aside) took 610 s at level 0 against
-#: about 730 s at level 1, every test passing at both. The level changes how fast the code runs,
-#: not what it computes (the numerics flags are the package's). Kernels the tests start
-#: (JupyterLab's, nbval's) get the package's own flags back (:data:`KERNEL_ENV`), so the notebooks
-#: compute what a user's run does. A user's own ``XLA_FLAGS`` are left alone everywhere.
-UNIT_TEST_XLA_FLAGS = lowrank_es.PORTABLE_XLA_FLAGS.replace("--xla_backend_optimization_level=1",
-                                                             "--xla_backend_optimization_level=0")
-KERNEL_ENV: dict[str, str] = {}
-if _FLAGS_BEFORE in (None, UNIT_TEST_XLA_FLAGS):  # unset, or set by this file in the xdist controller
-    os.environ["XLA_FLAGS"] = UNIT_TEST_XLA_FLAGS
-    KERNEL_ENV["XLA_FLAGS"] = lowrank_es.PORTABLE_XLA_FLAGS
 
 
 def pytest_addoption(parser):
@@ -173,32 +153,24 @@ def jobs_dir(config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def kernel_env(pytestconfig) -> dict[str, str]:
-    """What the browser tests' JupyterLab adds to its kernels' environment: the package's flags
-    (:data:`KERNEL_ENV`) and where to record their experiment jobs (``RECORD_JOBS``)."""
-    from lowrank_es.experiments import RECORD_JOBS
-
-    return {**KERNEL_ENV, RECORD_JOBS: str(jobs_dir(pytestconfig))}
+def recorded_jobs(pytestconfig) -> Path:
+    """Where the browser tests' kernels record their experiment jobs (``RECORD_JOBS``)."""
+    return jobs_dir(pytestconfig)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
-    """An nbval kernel starts in its notebook's first cell's setup: only it gets ``REPLAY_JOBS``
-    and the package's flags (:data:`KERNEL_ENV`)."""
+    """An nbval kernel starts in its notebook's first cell's setup: only it gets ``REPLAY_JOBS``."""
     from lowrank_es.experiments import REPLAY_JOBS
 
     nbval = item.nodeid.split("::", 1)[0].endswith(".ipynb")
-    saved = {k: os.environ.get(k) for k in (REPLAY_JOBS, *KERNEL_ENV)}
     if nbval:
-        os.environ.update({REPLAY_JOBS: str(jobs_dir(item.config)), **KERNEL_ENV})
+        os.environ[REPLAY_JOBS] = str(jobs_dir(item.config))
     try:
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        if nbval:
+            os.environ.pop(REPLAY_JOBS, None)
 
 
 def pytest_unconfigure(config):

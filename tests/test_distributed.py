@@ -75,7 +75,7 @@ def test_two_processes_give_the_single_process_update(tmp_path):
     out = tmp_path / "sharded.npz"
     port = _free_port()
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    # both workers compile with this process's flags (env keeps its XLA_FLAGS)
+    env.pop("XLA_FLAGS", None)  # both workers take the package's portable flags, like this process
     procs = [subprocess.Popen([sys.executable, __file__, str(i), str(port), str(out)], env=env, cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
     try:

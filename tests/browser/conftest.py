@@ -51,10 +51,12 @@ def chromium():
 
 
 @pytest.fixture(scope="session")
-def lab(tmp_path_factory, kernel_env):
-    # the kernels compute with the package's flags and record the experiment jobs they finish,
-    # for nbval to replay (see the root conftest.py)
-    server = LabServer(ROOT, tmp_path_factory.mktemp("lab") / "jupyter.log", env=kernel_env)
+def lab(tmp_path_factory, recorded_jobs):
+    from lowrank_es.experiments import RECORD_JOBS
+
+    # the kernels record the experiment jobs they finish, for nbval to replay (see conftest.py)
+    server = LabServer(ROOT, tmp_path_factory.mktemp("lab") / "jupyter.log",
+                       env={RECORD_JOBS: str(recorded_jobs)})
     yield server
     server.close()
 
