@@ -8,7 +8,8 @@
   with the committed ones instead of repeating it. Without the browser tests nbval computes
   everything. Unit tests never see either variable.
 * ``--timings-record PATH`` writes where the time went (per test file, per notebook under nbval, per
-  notebook and widget panel in the browser) to a JSON file; ``make test`` writes
+  notebook and widget panel in the browser, and the CPU seconds of each notebook's nbval
+  kernel, which waiting for a core does not inflate) to a JSON file; ``make test`` writes
   ``figures/results/timings.json``. Growth shows in its diff.
 """
 
@@ -102,6 +103,7 @@ class _Record:
         self.outcomes: dict[str, int] = defaultdict(int)
         self.nbval_cells = 0
         self.browser: dict[str, dict] = {}
+        self.nbval_cpu: dict[str, float] = {}
 
     def pytest_runtest_logreport(self, report) -> None:
         file = report.nodeid.split("::", 1)[0]
@@ -115,6 +117,8 @@ class _Record:
         for name, value in report.user_properties:
             if name == "browser_timing":
                 self.browser[value["notebook"]] = value
+            elif name == "nbval_kernel_cpu_s":  # cumulative: the notebook's last cell leaves the total
+                self.nbval_cpu[file] = value
 
     def pytest_sessionfinish(self, exitstatus: int) -> None:
         files = {k: {"seconds": round(v["seconds"], 1), "tests": v["tests"]} for k, v in sorted(self.files.items())}
@@ -137,6 +141,8 @@ class _Record:
             "group_seconds": {k: round(v, 1) for k, v in sorted(groups.items())},
             "files": files,
             "browser": dict(sorted(self.browser.items())),
+            # CPU seconds of each notebook's nbval kernel (wall seconds above include waiting for a core)
+            "nbval_kernel_cpu_s": {k: round(v, 1) for k, v in sorted(self.nbval_cpu.items())},
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(record, indent=1) + "\n")
@@ -171,6 +177,27 @@ def pytest_runtest_setup(item):
     finally:
         if nbval:
             os.environ.pop(REPLAY_JOBS, None)
+
+
+def _nbval_kernel_cpu_seconds(item) -> float | None:
+    """CPU seconds used so far by the kernel nbval runs ``item``'s notebook in (None if unknown)."""
+    try:
+        import psutil
+
+        t = psutil.Process(item.parent.kernel.km.provisioner.process.pid).cpu_times()
+        return t.user + t.system + t.children_user + t.children_system
+    except Exception:  # nbval's internals or a kernel already gone: the record just lacks it
+        return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """nbval cells report their kernel's CPU seconds so far (``--timings-record``)."""
+    outcome = yield
+    if call.when == "call" and item.nodeid.split("::", 1)[0].endswith(".ipynb"):
+        cpu = _nbval_kernel_cpu_seconds(item)
+        if cpu is not None:
+            outcome.get_result().user_properties.append(("nbval_kernel_cpu_s", cpu))
 
 
 def pytest_unconfigure(config):
