@@ -35,6 +35,11 @@ def pytest_addoption(parser):
                      help="write per-file, per-notebook and per-widget timings of this run to PATH (JSON)")
 
 
+def _is_nbval(nodeid: str) -> bool:
+    """Whether a test item is an nbval cell (its file is a notebook)."""
+    return nodeid.split("::", 1)[0].endswith(".ipynb")
+
+
 def _notebook_of(nodeid: str) -> str | None:
     """The notebook a test item exercises: an nbval cell's file, or a browser test's parameter."""
     file = nodeid.split("::", 1)[0]
@@ -169,7 +174,7 @@ def pytest_runtest_setup(item):
     """An nbval kernel starts in its notebook's first cell's setup: only it gets ``REPLAY_JOBS``."""
     from lowrank_es.experiments import REPLAY_JOBS
 
-    nbval = item.nodeid.split("::", 1)[0].endswith(".ipynb")
+    nbval = _is_nbval(item.nodeid)
     if nbval:
         os.environ[REPLAY_JOBS] = str(jobs_dir(item.config))
     try:
@@ -194,7 +199,7 @@ def _nbval_kernel_cpu_seconds(item) -> float | None:
 def pytest_runtest_makereport(item, call):
     """nbval cells report their kernel's CPU seconds so far (``--timings-record``)."""
     outcome = yield
-    if call.when == "call" and item.nodeid.split("::", 1)[0].endswith(".ipynb"):
+    if call.when == "call" and _is_nbval(item.nodeid):
         cpu = _nbval_kernel_cpu_seconds(item)
         if cpu is not None:
             outcome.get_result().user_properties.append(("nbval_kernel_cpu_s", cpu))

@@ -165,10 +165,9 @@ def run(name: str, scale: str = "quick", seeds: int | Sequence[int] | None = Non
     jobs = exp.jobs(cfg, seeds_t)
     key = _cache_key(cfg, seeds_t)
     cache, read, write = checkpoint_dir(name, scale), resume, resume
-    if not resume and (os.environ.get(REPLAY_JOBS) or os.environ.get(RECORD_JOBS)):
-        replay = bool(os.environ.get(REPLAY_JOBS))
-        cache = Path(os.environ[REPLAY_JOBS if replay else RECORD_JOBS]) / f"{name}__{scale}"
-        read, write = replay, not replay
+    replay, record = os.environ.get(REPLAY_JOBS), os.environ.get(RECORD_JOBS)
+    if not resume and (replay or record):
+        cache, read, write = Path(replay or record) / f"{name}__{scale}", bool(replay), not replay
     parts: dict[str, Any] = {}
     wall = 0.0
     items = list(jobs.items())
