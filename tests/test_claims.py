@@ -107,6 +107,25 @@ def test_update_rank_claim_and_wrong_target(figures):
     assert wrong["holds"] is False
 
 
+def test_a_re_measured_claim_keeps_its_date_unless_its_value_changes(figures):
+    cid = "eggroll.theory.update_rank"
+    cfg = theory_exp.Config(rank_shapes=((8, 6),), rank_ranks=(1, 2), rank_populations=(2, 3, 8), figure_shape=(6, 4),
+                            figure_ranks=(1,), figure_populations=(2, 3))
+    results = {"scale": "test", "seeds": [0], "data": {"update_rank": theory_exp.update_rank_job(cfg, 0)}}
+    path = figures / "claims" / f"{cid}.json"
+    claims.evaluate(cid, results=results)
+    # as if recorded on an earlier day: the same measurement again must leave the file as it is
+    old = json.loads(path.read_text())
+    path.write_text(path.read_text().replace(old["measured_at"], "2000-01-01"))
+    before = path.read_text()
+    again = claims.evaluate(cid, results=results)
+    assert path.read_text() == before and again["measured_at"] == "2000-01-01"
+    # a different measurement (another scale) is recorded, with today's date
+    changed = claims.evaluate(cid, results={**results, "scale": "other"})
+    assert json.loads(path.read_text())["scale"] == "other"
+    assert changed["measured_at"] == old["measured_at"] != "2000-01-01"
+
+
 def test_quadratic_claim_and_wrong_target(figures):
     cfg = theory_exp.Config(quadratic_ranks=(1,), quadratic_samples=2**13)
     results = {"scale": "test", "seeds": [0], "data": {"quadratic": theory_exp.quadratic_job(cfg, 0)}}

@@ -188,8 +188,22 @@ def evaluate(
     if record and target is None:
         path = figures_dir() / "claims" / f"{claim.id}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(to_jsonable(rec), indent=1, sort_keys=True, default=str) + "\n")
+        text = _record_text(rec)
+        previous = load_recorded(claim.id)
+        if previous is not None and previous.get("measured_at"):
+            # Re-measuring the same value keeps the date it was first measured: every notebook run
+            # (and every `make test`) re-records its claims, and a date that moves with each run
+            # would leave the committed records modified when nothing was measured differently.
+            same = _record_text({**rec, "measured_at": previous["measured_at"]})
+            if path.read_text() == same:
+                rec["measured_at"] = previous["measured_at"]
+                return rec
+        write_text_atomic(path, text)
     return rec
+
+
+def _record_text(rec: dict[str, Any]) -> str:
+    return json.dumps(to_jsonable(rec), indent=1, sort_keys=True, default=str) + "\n"
 
 
 def load_recorded(claim_id: str) -> dict[str, Any] | None:
