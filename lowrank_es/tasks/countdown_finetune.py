@@ -145,16 +145,29 @@ class GRPOConfig:
 # ---------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=32)
 def make_es(e: EggrollConfig) -> EGGROLL:
-    """The EGGROLL strategy of a config (cached so jitted steps are reused across seeds)."""
+    """The EGGROLL strategy of a config. Cached on the fields the strategy depends on, so its
+    jitted steps are reused across seeds and by the null control (which differs only in what
+    the loop does with the fitness)."""
     opts = {"adam": optax.adam, "sgd": optax.sgd}
     if e.optimizer not in opts:
         raise ValueError(f"optimizer must be one of {sorted(opts)}, got {e.optimizer!r}")
+    return _strategy(e.noise_sigma, e.population, e.rank, e.optimizer, e.lr, e.estimator, e.frozen)
+
+
+@lru_cache(maxsize=32)
+def _strategy(noise_sigma: float, population: int, rank: int, optimizer: str, lr: float, estimator: str,
+              frozen: tuple[str, ...]) -> EGGROLL:
+    opt = {"adam": optax.adam, "sgd": optax.sgd}[optimizer](lr)
     # the fitness is already normalised per group (group_fitness): "raw" hands it on unchanged
-    return EGGROLL(sigma=e.noise_sigma, population=e.population, rank=e.rank, antithetic=True,
-                   fitness_shaping="raw", optimizer=opts[e.optimizer](e.lr), clip_rank=True,
-                   estimator=e.estimator, frozen=e.frozen)
+    return EGGROLL(sigma=noise_sigma, population=population, rank=rank, antithetic=True,
+                   fitness_shaping="raw", optimizer=opt, clip_rank=True, estimator=estimator, frozen=frozen)
+
+
+@lru_cache(maxsize=32)
+def _jitted_tell(es: EGGROLL):
+    # one jitted update per strategy: a fresh jax.jit per run would compile it again each time
+    return jax.jit(es.tell)
 
 
 @partial(jax.jit, static_argnums=0, static_argnames="greedy")
@@ -231,7 +244,7 @@ def eggroll_finetune(params: dict, seed: int, fc: FinetuneConfig = FinetuneConfi
     train, val = _problems(fc)
     k_es, k_sample, _ = jax.random.split(jax.random.key(seed), 3)
     state = es.init(k_es, params)
-    tell = jax.jit(es.tell)
+    tell = _jitted_tell(es)
 
     def sample(state, step, rng):
         batch = [train[i] for i in rng.integers(0, len(train), ec.prompts)]
