@@ -188,17 +188,15 @@ def evaluate(
     if record and target is None:
         path = figures_dir() / "claims" / f"{claim.id}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = _record_text(rec)
-        previous = load_recorded(claim.id)
-        if previous is not None and previous.get("measured_at"):
-            # Re-measuring the same value keeps the date it was first measured: every notebook run
-            # (and every `make test`) re-records its claims, and a date that moves with each run
-            # would leave the committed records modified when nothing was measured differently.
-            same = _record_text({**rec, "measured_at": previous["measured_at"]})
-            if path.read_text() == same:
-                rec["measured_at"] = previous["measured_at"]
-                return rec
-        write_text_atomic(path, text)
+        old = path.read_text() if path.exists() else None
+        dated = json.loads(old).get("measured_at") if old else None
+        # Re-measuring the same value keeps the date it was first measured: every notebook run
+        # (and every `make test`) re-records its claims, and a date that moves with each run
+        # would leave the committed records modified when nothing was measured differently.
+        if dated and old == _record_text({**rec, "measured_at": dated}):
+            rec["measured_at"] = dated
+            return rec
+        write_text_atomic(path, _record_text(rec))
     return rec
 
 

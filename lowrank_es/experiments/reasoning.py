@@ -44,7 +44,7 @@ class Config:
                                                  estimator="hyperscale", sigma_relative=True,
                                                  frozen=cf.BLOCK_MATRICES_ONLY, greedy=True, steps=100)
     # about equal training seconds: a GRPO update of 128 answers costs about four of 128 members.
-    # Sized for notebook 05's 60 s budget: 3 seeds x 3 arms of about 3.5 s each on an idle 2-core CPU
+    # Sized for notebook 05's 60 s budget: 3 seeds x 3 arms, 2.5 s of training each on an idle 2-core CPU
     grpo: cf.GRPOConfig = cf.GRPOConfig(group=4, lr=3e-4, inner_steps=2, steps=25)
 
 

@@ -145,20 +145,22 @@ class GRPOConfig:
 # ---------------------------------------------------------------------------
 
 
+_OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
+
+
 def make_es(e: EggrollConfig) -> EGGROLL:
     """The EGGROLL strategy of a config. Cached on the fields the strategy depends on, so its
     jitted steps are reused across seeds and by the null control (which differs only in what
     the loop does with the fitness)."""
-    opts = {"adam": optax.adam, "sgd": optax.sgd}
-    if e.optimizer not in opts:
-        raise ValueError(f"optimizer must be one of {sorted(opts)}, got {e.optimizer!r}")
+    if e.optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {e.optimizer!r}")
     return _strategy(e.noise_sigma, e.population, e.rank, e.optimizer, e.lr, e.estimator, e.frozen)
 
 
 @lru_cache(maxsize=32)
 def _strategy(noise_sigma: float, population: int, rank: int, optimizer: str, lr: float, estimator: str,
               frozen: tuple[str, ...]) -> EGGROLL:
-    opt = {"adam": optax.adam, "sgd": optax.sgd}[optimizer](lr)
+    opt = _OPTIMIZERS[optimizer](lr)
     # the fitness is already normalised per group (group_fitness): "raw" hands it on unchanged
     return EGGROLL(sigma=noise_sigma, population=population, rank=rank, antithetic=True,
                    fitness_shaping="raw", optimizer=opt, clip_rank=True, estimator=estimator, frozen=frozen)
