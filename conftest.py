@@ -49,34 +49,42 @@ def _notebook_of(nodeid: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _previous_seconds() -> dict[str, float]:
-    """Seconds per notebook (browser + nbval) in the last recorded run, to start the longest first."""
+def _previous_seconds() -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds per notebook (browser + nbval) and per other test file in the last recorded run,
+    to start the longest first."""
     path = ROOT / "figures" / "results" / "timings.json"
     try:
         rec = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {}
-    out: dict[str, float] = defaultdict(float)
+        return {}, {}
+    notebooks: dict[str, float] = defaultdict(float)
+    files: dict[str, float] = {}
     for file, v in rec.get("files", {}).items():
         if file.endswith(".ipynb"):
-            out[Path(file).stem] += v["seconds"]
+            notebooks[Path(file).stem] += v["seconds"]
+        else:
+            files[file] = v["seconds"]
     for nb, v in rec.get("browser", {}).items():
-        out[nb] += v.get("run_all_s", 0.0) + sum(v.get("widget_runs_s", {}).values())
-    return out
+        notebooks[nb] += v.get("run_all_s", 0.0) + sum(v.get("widget_runs_s", {}).values())
+    return notebooks, files
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Each notebook's browser test, then its nbval cells, longest notebook first, then the rest:
-    under xdist one notebook is one unit of work, so nbval reuses what the browser test compiled
-    (through the persistent cache) instead of compiling it again beside it."""
-    seconds = _previous_seconds()
+    """Each notebook's browser test, then its nbval cells, longest notebook first, then the other
+    test files, longest first: under xdist one notebook is one unit of work, so nbval reuses what
+    the browser test compiled (through the persistent cache) instead of compiling it again beside
+    it; and the last tests to start are the short ones, so neither worker idles long at the end."""
+    seconds, file_seconds = _previous_seconds()
     rank = {nb: i for i, nb in enumerate(sorted({n for n in map(_notebook_of, (i.nodeid for i in items)) if n},
                                                  key=lambda n: (-seconds.get(n, float("inf")), n)))}
 
     def key(item):
         nb = _notebook_of(item.nodeid)
-        return (0, rank[nb], 0 if "browser" in item.nodeid else 1) if nb else (1, 0, 0)
+        if nb:
+            return (0, rank[nb], 0 if "browser" in item.nodeid else 1)
+        file = item.nodeid.split("::", 1)[0]
+        return (1, -file_seconds.get(file, float("inf")), file)
 
     items[:] = sorted(items, key=key)  # stable: cells keep their order
 

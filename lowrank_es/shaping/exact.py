@@ -241,8 +241,10 @@ def shared_selfplay(direction: Direction, cfg: SharedSelfPlay = SharedSelfPlay()
         return theta, jnp.concatenate([theta0[None], hist])[::cfg.every]
 
     t0, _ = random_inits(seed, cfg.runs, cfg.std)
-    theta_zero, hist_zero = jax.jit(train)(jnp.zeros(5))
-    thetas, _ = jax.jit(jax.vmap(train))(t0)
+    # The zero start rides in the same vmapped batch as the random starts: one program per
+    # learner instead of two (compiling dominates these runs); row 0 is the zero start.
+    thetas, hists = jax.jit(jax.vmap(train))(jnp.concatenate([jnp.zeros((1, 5)), t0]))
+    theta_zero, hist_zero, thetas = thetas[0], hists[0], thetas[1:]
     p, p_zero = policy(thetas), policy(theta_zero)
     r = jax.vmap(lambda q: reward_per_step(q, q)[0])(p)
     return {"p_zero": np.asarray(p_zero), "curve_zero": np.asarray(policy(hist_zero)), "p": np.asarray(p),
