@@ -235,11 +235,12 @@ DRIFT_RTOL, DRIFT_ATOL, DRIFT_FACTOR = 0.1, 0.02, 2.5
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
 
-def snap_numbers(test: str, ref: str, rtol: float = DRIFT_RTOL, atol: float = DRIFT_ATOL) -> str:
+def snap_numbers(test: str, ref: str, rtol: float = DRIFT_RTOL, atol: float = DRIFT_ATOL,
+                 factor: float = DRIFT_FACTOR) -> str:
     """``test`` with each of its numbers replaced by ``ref``'s number in the same place where the
     two agree: within ``max(rtol * max(|a|, |b|), atol)``, or, printed with an exponent (a
     magnitude, such as a final MSE of 1e-7 and its spread), the same sign and within a factor
-    ``DRIFT_FACTOR``. ``test`` is unchanged unless the text between the numbers is identical; a
+    ``factor``. ``test`` is unchanged unless the text between the numbers is identical; a
     number out of tolerance stays, so nbval reports it."""
     parts, ref_parts = _NUMBER.split(test), _NUMBER.split(ref)
     if parts != ref_parts:
@@ -248,7 +249,7 @@ def snap_numbers(test: str, ref: str, rtol: float = DRIFT_RTOL, atol: float = DR
     for a, b, rest in zip(_NUMBER.findall(test), _NUMBER.findall(ref), parts[1:]):
         x, y = float(a), float(b)
         if "e" in (a + b).lower():
-            close = x == y or (x * y > 0 and max(abs(x), abs(y)) <= DRIFT_FACTOR * min(abs(x), abs(y)))
+            close = x == y or (x * y > 0 and max(abs(x), abs(y)) <= factor * min(abs(x), abs(y)))
         else:
             close = abs(x - y) <= max(rtol * max(abs(x), abs(y)), atol)
         out += [b if close else a, rest]
