@@ -232,7 +232,7 @@ def pytest_unconfigure(config):
 #: MSE, -1.040 vs -1.044 for a reward per step, 0.0019 vs 0.0035 for a two-seed half-width.
 DRIFT_TAG = "cpu-model-drift"
 DRIFT_RTOL, DRIFT_ATOL, DRIFT_FACTOR = 0.1, 0.02, 2.5
-_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+_NUMBER = re.compile(r"([-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")  # one group: split keeps the numbers
 
 
 def snap_numbers(test: str, ref: str, rtol: float = DRIFT_RTOL, atol: float = DRIFT_ATOL,
@@ -242,11 +242,11 @@ def snap_numbers(test: str, ref: str, rtol: float = DRIFT_RTOL, atol: float = DR
     magnitude, such as a final MSE of 1e-7 and its spread), the same sign and within a factor
     ``factor``. ``test`` is unchanged unless the text between the numbers is identical; a
     number out of tolerance stays, so nbval reports it."""
-    parts, ref_parts = _NUMBER.split(test), _NUMBER.split(ref)
-    if parts != ref_parts:
+    pieces, ref_pieces = _NUMBER.split(test), _NUMBER.split(ref)  # text, number, text, ..., text
+    if pieces[::2] != ref_pieces[::2]:
         return test
-    out = [parts[0]]
-    for a, b, rest in zip(_NUMBER.findall(test), _NUMBER.findall(ref), parts[1:]):
+    out = [pieces[0]]
+    for a, b, rest in zip(pieces[1::2], ref_pieces[1::2], pieces[2::2]):
         x, y = float(a), float(b)
         if "e" in (a + b).lower():
             close = x == y or (x * y > 0 and max(abs(x), abs(y)) <= factor * min(abs(x), abs(y)))
